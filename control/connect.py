@@ -1,0 +1,120 @@
+"""``connect(url)``: the one place a backend is chosen, by URL scheme.
+
+Backends register an opener under the entry-point group ``pfmtwin.backends`` (scheme ->
+``opener(url) -> Backend``), so ``control`` never imports a backend. The returned
+:class:`Guarded` microscope validates every command against the safety limits before the
+backend sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib.metadata import entry_points
+
+from control.contract import Backend, InstrumentInfo, PulseRecord, ScanResult, ScanSpec
+from control.errors import InstrumentError, InvalidArgumentError, UrlError
+from control.limits import SafetyLimits
+from control.urls import split
+
+GROUP = "pfmtwin.backends"
+
+
+def backends() -> dict[str, object]:
+    """Registered backend schemes -> entry points."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def open_backend(url: str) -> Backend:
+    """Open the raw backend for ``url`` (no safety checks: use :func:`connect`)."""
+    scheme, _, _ = split(url)
+    registry = backends()
+    if scheme not in registry:
+        known = ", ".join(f"{s}://" for s in sorted(registry)) or "none (is pfmtwin installed?)"
+        raise UrlError(f"no backend for scheme {scheme!r} in {url!r}; registered schemes: {known}")
+    return registry[scheme].load()(url)
+
+
+def connect(url: str, *, limits: SafetyLimits | None = None) -> Guarded:
+    """Open the instrument at ``url``.
+
+    Args:
+        url: e.g. ``"twin://?seed=7"``.
+        limits: safety limits, at most as wide as the hardware; default: the backend's.
+
+    Returns:
+        A :class:`Guarded` microscope; use it as a context manager.
+
+    Raises:
+        UrlError: unknown scheme or option.
+        LimitError: ``limits`` wider than the hardware.
+    """
+    return Guarded(open_backend(url), limits)
+
+
+class Guarded:
+    """A microscope whose every command is validated before the backend sees it.
+
+    A rejected command raises and leaves the instrument, its state and its clock untouched.
+    """
+
+    def __init__(self, backend: Backend, limits: SafetyLimits | None = None) -> None:
+        info = backend.info()
+        self._limits = limits if limits is not None else info.limits
+        try:
+            self._limits.check_within(info.hardware)
+        except Exception:
+            backend.close()
+            raise
+        self._backend = backend
+        self._closed = False
+
+    @property
+    def limits(self) -> SafetyLimits:
+        """The safety limits in force."""
+        return self._limits
+
+    def _live(self) -> Backend:
+        if self._closed:
+            raise InstrumentError("the microscope is closed; open a new one with control.connect(url)")
+        return self._backend
+
+    def info(self) -> InstrumentInfo:
+        """Identity, versions, hardware spec and the limits in force."""
+        return replace(self._live().info(), limits=self._limits)
+
+    def move_tip(self, x: float, y: float, *, speed: float | None = None) -> None:
+        """Move the tip to (x, y), m, at ``speed`` m/s (default: the fastest allowed)."""
+        backend = self._live()
+        xf, yf = self._limits.check_position(x, y)
+        backend.move_tip(xf, yf, self._limits.check_speed(speed))
+
+    def scan(self, spec: ScanSpec) -> ScanResult:
+        """Acquire an image described by ``spec``."""
+        backend = self._live()
+        if not isinstance(spec, ScanSpec):
+            raise InvalidArgumentError(f"spec={spec!r} is a {type(spec).__name__}; pass a control.ScanSpec")
+        self._limits.check_scan(spec)
+        return backend.scan(spec)
+
+    def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
+        """Move to (x, y), m, and apply a bias pulse of ``amplitude`` V for ``width`` s."""
+        backend = self._live()
+        xf, yf = self._limits.check_position(x, y, what="pulse position")
+        a, w = self._limits.check_pulse(amplitude, width)
+        return backend.apply_pulse(xf, yf, a, w)
+
+    def now(self) -> float:
+        """Instrument time, s."""
+        return self._live().now()
+
+    def close(self) -> None:
+        """Release the instrument; further calls raise ``InstrumentError``. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> Guarded:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
