@@ -1,0 +1,526 @@
+"""Session recording: every command sent to a microscope, with its instrument time and result, in
+one HDF5 file.
+
+>>> import control
+>>> from control.recording import Recorder, read_session
+>>> with Recorder(control.connect("twin://?seed=1"), "run.h5", metadata={"sample": "A7"}) as scope:  # doctest: +SKIP
+...     scope.apply_pulse(1e-6, 1e-6, 5.0, 1e-3)
+>>> read_session("run.h5").pulses()  # doctest: +SKIP
+
+Layout (NSID conventions for raster images, so sidpy/pyNSID users can open the scans)::
+
+    /                          attrs: format, format_version, sample, material, investigator,
+    |                                 project, instrument, software_version, seed, backend,
+    |                                 backend_url, protocol_version, hardware (JSON), limits (JSON),
+    |                                 options (JSON), created (ISO 8601), <user keys>
+    └── commands/
+        ├── 000000/            attrs: index, verb, args (JSON), start, end (instrument time, s),
+        |   |                         [error_type, error_message], complete
+        |   └── result/        attrs: kind ("ScanResult" | "PulseRecord" | "InstrumentInfo" | "json")
+        |       ├── height     (lines, points) m; raster: data_type="IMAGE", dims[0]=y, dims[1]=x
+        |       ├── amplitude  (lines, points) m
+        |       ├── phase      (lines, points) deg
+        |       ├── x, y       raster: 1D dimension scales, m; spiral: 2D positions, m
+        |       └── line_times (lines,) s
+        └── 000001/ ...
+
+Crash safety: the file is flushed after every record, so killing the recording process loses at
+most the record in flight. SWMR is not used: NSID needs one dataset (with its dimension scales) per
+image, created when the image arrives, and an SWMR writer may not create objects.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from os import PathLike
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from control.contract import InstrumentInfo, Microscope, PulseRecord, ScanResult, ScanSpec
+from control.errors import InstrumentError, InvalidArgumentError, PfmTwinError, RecordingError
+
+FORMAT = "pfmtwin.session"
+FORMAT_VERSION = 1
+
+#: Lowest HDF5 format version written. "latest" link and attribute storage, but superblock v2:
+#: from low bound v110 on, HDF5 writes superblock v3, whose "open for write" flag survives a
+#: kill -9 and makes the library refuse to open the file until ``h5clear`` is run on it.
+LIBVER = ("v108", "latest")
+
+#: Metadata every session carries; the values are the defaults.
+STANDARD_METADATA = {"sample": "", "material": "PbTiO3", "investigator": "", "project": ""}
+
+#: Metadata filled in by the recorder (from the instrument); callers may not set these keys.
+RESERVED_METADATA = frozenset(
+    {
+        "format",
+        "format_version",
+        "instrument",
+        "software_version",
+        "seed",
+        "backend",
+        "backend_url",
+        "protocol_version",
+        "hardware",
+        "limits",
+        "options",
+        "created",
+    }
+)
+_JSON_METADATA = ("hardware", "limits", "options")
+
+#: NSID quantity and SI unit of each known channel (the "_retrace" variants share them).
+CHANNEL_UNITS = {
+    "height": ("height", "m"),
+    "amplitude": ("piezoresponse amplitude", "m"),
+    "phase": ("piezoresponse phase", "deg"),
+}
+NSID_VERSION = "0.0.2"
+
+
+# -- plain-data helpers -----------------------------------------------------------------------
+
+
+def _plain(value: object) -> object:
+    """JSON fallback: numpy scalars and arrays, contract dataclasses, else ``repr``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (ScanSpec, InstrumentInfo)):
+        return value.to_dict()
+    # A rejected command may carry any object; its repr is what the user passed.
+    return repr(value)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, default=_plain)
+
+
+def _scalar(value: object) -> object:
+    """An HDF5 attribute value as a Python scalar (str, int, float)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_metadata(metadata: Mapping | None) -> dict:
+    """Return the standard metadata updated with ``metadata``, or raise naming the bad key."""
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidArgumentError(
+            f"metadata={metadata!r} is a {type(metadata).__name__}; pass a dict of str -> str or number"
+        )
+    out = dict(STANDARD_METADATA)
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(f"metadata key {key!r} must be a non-empty str")
+        if key in RESERVED_METADATA:
+            raise InvalidArgumentError(
+                f"metadata key {key!r} is filled in by the recorder from the instrument; "
+                f"use another name, e.g. 'user_{key}'"
+            )
+        if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+            raise InvalidArgumentError(
+                f"metadata[{key!r}]={value!r} is a {type(value).__name__}; pass a str or a number "
+                f"(encode structured values as a JSON string)"
+            )
+        out[key] = _scalar(value)
+    return out
+
+
+def _grid_axes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The 1D axes (x along dim 1, y along dim 0) if the position grids are exactly separable."""
+    if x.ndim != 2 or y.shape != x.shape:
+        return None
+    xs, ys = x[0, :], y[:, 0]
+    # Compare bytes, not values: the reader rebuilds the grids from the axes bit for bit.
+    if x.tobytes() != np.broadcast_to(xs, x.shape).tobytes():
+        return None
+    if y.tobytes() != np.broadcast_to(ys[:, None], y.shape).tobytes():
+        return None
+    return xs, ys
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _write_scan(group: h5py.Group, result: ScanResult, source: str) -> None:
+    group.attrs["kind"] = "ScanResult"
+    group.attrs["spec"] = _dumps(result.spec.to_dict())
+    group.attrs["channels"] = _dumps(list(result.channels))
+    axes = _grid_axes(np.asarray(result.x), np.asarray(result.y)) if result.spec.path == "raster" else None
+    group.attrs["layout"] = "image" if axes is not None else "points"
+    if axes is not None:
+        scales = []
+        for name, values in zip(("y", "x"), reversed(axes)):
+            scale = group.create_dataset(name, data=values)
+            scale.attrs.update(
+                name=name, quantity=name, units="m", dimension_type="SPATIAL", nsid_version=NSID_VERSION
+            )
+            scale.make_scale(name)
+            scales.append(scale)
+    else:
+        for name, values in (("x", result.x), ("y", result.y)):
+            group.create_dataset(name, data=values).attrs.update(quantity=name, units="m")
+    for name, data in result.channels.items():
+        dset = group.create_dataset(name, data=data)
+        quantity, units = CHANNEL_UNITS.get(name.removesuffix("_retrace"), (name, ""))
+        dset.attrs.update(quantity=quantity, units=units)
+        if axes is not None:
+            dset.attrs.update(
+                data_type="IMAGE",
+                modality="PFM",
+                source=source,
+                main_data_name=name,
+                title=name,
+                nsid_version=NSID_VERSION,
+            )
+            for dim, scale in enumerate(scales):
+                dset.dims[dim].label = scale.attrs["name"]
+                dset.dims[dim].attach_scale(scale)
+    group.create_dataset("line_times", data=result.line_times).attrs.update(quantity="time", units="s")
+
+
+def _write_result(group: h5py.Group, result: object, source: str) -> None:
+    if isinstance(result, ScanResult):
+        _write_scan(group, result, source)
+    elif isinstance(result, PulseRecord):
+        group.attrs["kind"] = "PulseRecord"
+        group.attrs.update({f.name: getattr(result, f.name) for f in fields(PulseRecord)})
+    elif isinstance(result, InstrumentInfo):
+        group.attrs["kind"] = "InstrumentInfo"
+        group.attrs["json"] = _dumps(result.to_dict())
+    else:
+        group.attrs["kind"] = "json"
+        group.attrs["json"] = _dumps(result)
+
+
+def _create_file(path: Path, overwrite: bool) -> h5py.File:
+    fix = "choose another path or pass overwrite=True"
+    if path.exists() and not overwrite:
+        raise RecordingError(f"session file {str(path)!r} already exists; {fix}")
+    try:
+        # Mode "x" fails if the file appeared since the check above: never overwrite silently.
+        return h5py.File(path, "w" if overwrite else "x", libver=LIBVER)
+    except FileExistsError as exc:
+        raise RecordingError(f"session file {str(path)!r} already exists; {fix}") from exc
+    except OSError as exc:
+        raise RecordingError(
+            f"cannot create session file {str(path)!r}: {exc}; check that its directory exists and "
+            f"is writable and that no other program has the file open"
+        ) from exc
+
+
+class Recorder:
+    """A microscope that records every command, its instrument time and its result to HDF5.
+
+    Wraps any :class:`control.Microscope` (usually the one ``control.connect(url)`` returns) and is
+    one itself, so control code runs unchanged with or without recording. ``info``, ``move_tip``,
+    ``scan`` and ``apply_pulse`` are recorded, including the ones the microscope rejects (the
+    exception is recorded, then re-raised unchanged); ``now`` is a clock read and is not.
+
+    The recorder owns the microscope once constructed: closing the recorder closes it. If the
+    constructor raises, the microscope is left open and still belongs to the caller.
+
+    Args:
+        microscope: the microscope to drive.
+        path: the session file to create, ``.h5``.
+        metadata: ``sample``, ``material`` (default ``"PbTiO3"``), ``investigator``, ``project``
+            and any other keys, each a str or a number.
+        overwrite: replace an existing file at ``path``.
+
+    Raises:
+        InvalidArgumentError: a metadata key or value of the wrong type, or a key the recorder
+            fills in itself (see ``RESERVED_METADATA``).
+        RecordingError: ``path`` exists (and ``overwrite`` is false) or cannot be created.
+    """
+
+    def __init__(
+        self,
+        microscope: Microscope,
+        path: str | PathLike,
+        *,
+        metadata: Mapping | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        meta = _check_metadata(metadata)
+        if not isinstance(overwrite, bool):
+            raise InvalidArgumentError(f"overwrite={overwrite!r} must be True or False")
+        path = Path(path)
+        info = microscope.info()
+        # Imported here: control/__init__.py imports this module before it defines __version__.
+        from control import __version__
+
+        meta.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            instrument=info.identity,
+            software_version=__version__,
+            backend=info.backend,
+            backend_url=info.url,
+            protocol_version=info.protocol_version,
+            hardware=_dumps(info.hardware.to_dict()),
+            limits=_dumps(info.limits.to_dict()),
+            options=_dumps(dict(info.options)),
+            # Wall-clock time is file metadata here, never physics.
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        if "seed" in info.options:
+            meta["seed"] = _scalar(info.options["seed"])
+        file = _create_file(path, overwrite)
+        try:
+            file.attrs.update(meta)
+            self._commands = file.create_group("commands")
+            file.flush()
+        except Exception as exc:
+            file.close()
+            raise RecordingError(f"cannot write the header of session file {str(path)!r}: {exc}") from exc
+        self._file = file
+        self._path = path
+        self._scope = microscope
+        self._source = f"pfmtwin {__version__}: {info.identity}"
+        self._count = 0
+        self._closed = False
+
+    @property
+    def path(self) -> Path:
+        """The session file."""
+        return self._path
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _live(self) -> Microscope:
+        if self._closed:
+            raise InstrumentError(
+                f"the recorder of {str(self._path)!r} is closed; open a new microscope with "
+                f"control.connect(url) and a new Recorder"
+            )
+        return self._scope
+
+    def _clock(self) -> float:
+        """Instrument time, s; NaN when the instrument cannot tell (closed, link lost)."""
+        try:
+            return float(self._scope.now())
+        except PfmTwinError:
+            # The command itself will fail the same way, and that failure is what gets recorded.
+            return float("nan")
+
+    def _call(self, verb: str, args: dict, command: Callable[[], object]) -> object:
+        self._live()
+        start = self._clock()
+        try:
+            result = command()
+        except Exception as exc:
+            self._record(verb, args, start, self._clock(), None, exc)
+            raise
+        self._record(verb, args, start, self._clock(), result, None)
+        return result
+
+    def _record(
+        self, verb: str, args: dict, start: float, end: float, result: object, error: Exception | None
+    ) -> None:
+        name = f"{self._count:06d}"
+        try:
+            group = self._commands.create_group(name)
+            group.attrs.update(index=self._count, verb=verb, args=_dumps(args), start=start, end=end)
+            if error is not None:
+                group.attrs.update(error_type=type(error).__name__, error_message=str(error))
+            if result is not None:
+                _write_result(group.create_group("result"), result, self._source)
+            # Written last: a record without it was in flight when the writer died.
+            group.attrs["complete"] = True
+            self._file.flush()
+        except Exception as exc:
+            raise RecordingError(
+                f"cannot record command {self._count} ({verb}) to {str(self._path)!r}: {exc}; "
+                f"the instrument executed it, but the session file is now incomplete"
+            ) from exc
+        self._count += 1
+
+    # -- the Microscope protocol --------------------------------------------------------------
+
+    def info(self) -> InstrumentInfo:
+        """Identity, versions, hardware spec and the limits in force (recorded)."""
+        return self._call("info", {}, self._scope.info)
+
+    def move_tip(self, x: float, y: float, *, speed: float | None = None) -> None:
+        """Move the tip to (x, y), m, at ``speed`` m/s (default: the fastest allowed)."""
+        self._call("move_tip", {"x": x, "y": y, "speed": speed}, lambda: self._scope.move_tip(x, y, speed=speed))
+
+    def scan(self, spec: ScanSpec) -> ScanResult:
+        """Acquire an image described by ``spec`` and record it."""
+        return self._call("scan", {"spec": spec}, lambda: self._scope.scan(spec))
+
+    def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
+        """Move to (x, y), m, and apply a bias pulse of ``amplitude`` V for ``width`` s."""
+        return self._call(
+            "apply_pulse",
+            {"x": x, "y": y, "amplitude": amplitude, "width": width},
+            lambda: self._scope.apply_pulse(x, y, amplitude, width),
+        )
+
+    def now(self) -> float:
+        """Instrument time, s (not recorded)."""
+        return self._live().now()
+
+    def close(self) -> None:
+        """Close the microscope, then the session file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._scope.close()
+        finally:
+            self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    """One recorded command.
+
+    Attributes:
+        index: position in the session, from 0.
+        verb: "info", "move_tip", "scan" or "apply_pulse".
+        args: the arguments as plain data (a ScanSpec as its ``to_dict()``; values the
+            microscope refused to accept as their ``repr``).
+        start: instrument time before the command, s (NaN if the instrument could not tell).
+        end: instrument time after the command, s.
+        result: a ``ScanResult``, a ``PulseRecord``, a dict (``InstrumentInfo.to_dict()``) or None.
+        error: None, or (exception type name, message) of a command the microscope rejected.
+    """
+
+    index: int
+    verb: str
+    args: dict
+    start: float
+    end: float
+    result: object = None
+    error: tuple[str, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the microscope executed the command."""
+        return self.error is None
+
+
+@dataclass
+class Session:
+    """A recorded session, as read back by :func:`read_session`.
+
+    Attributes:
+        path: the session file.
+        metadata: file-level metadata; ``hardware``, ``limits`` and ``options`` as dicts.
+        commands: every complete record, in order.
+        incomplete: indices of records cut short by a crash of the writer (at most the last).
+    """
+
+    path: Path
+    metadata: dict
+    commands: list[Command]
+    incomplete: list[int] = field(default_factory=list)
+
+    def scans(self) -> list[ScanResult]:
+        """Every acquired image, in order."""
+        return [c.result for c in self.commands if isinstance(c.result, ScanResult)]
+
+    def pulses(self) -> list[PulseRecord]:
+        """Every emitted pulse, in order."""
+        return [c.result for c in self.commands if isinstance(c.result, PulseRecord)]
+
+
+def _read_scan(group: h5py.Group) -> ScanResult:
+    spec = ScanSpec(**json.loads(group.attrs["spec"]))
+    channels = {name: group[name][()] for name in json.loads(group.attrs["channels"])}
+    x, y = group["x"][()], group["y"][()]
+    if group.attrs["layout"] == "image":
+        x = np.broadcast_to(x, spec.shape).copy()
+        y = np.broadcast_to(y[:, None], spec.shape).copy()
+    return ScanResult(spec=spec, channels=channels, x=x, y=y, line_times=group["line_times"][()])
+
+
+def _read_result(group: h5py.Group) -> object:
+    kind = group.attrs["kind"]
+    if kind == "ScanResult":
+        return _read_scan(group)
+    if kind == "PulseRecord":
+        return PulseRecord(**{f.name: _scalar(group.attrs[f.name]) for f in fields(PulseRecord)})
+    if kind in ("InstrumentInfo", "json"):
+        return json.loads(group.attrs["json"])
+    raise RecordingError(f"result {group.name!r} has unknown kind {kind!r}; is the file from a newer pfmtwin?")
+
+
+def _read_command(group: h5py.Group) -> Command:
+    attrs = group.attrs
+    error = None
+    if "error_type" in attrs:
+        error = (str(attrs["error_type"]), str(attrs["error_message"]))
+    return Command(
+        index=int(attrs["index"]),
+        verb=str(attrs["verb"]),
+        args=json.loads(attrs["args"]),
+        start=float(attrs["start"]),
+        end=float(attrs["end"]),
+        result=_read_result(group["result"]) if "result" in group else None,
+        error=error,
+    )
+
+
+def read_session(path: str | PathLike) -> Session:
+    """Read a session file written by :class:`Recorder`, also one whose writer was killed.
+
+    Args:
+        path: the session file.
+
+    Returns:
+        The session; ScanResult arrays equal the recorded ones bit for bit.
+
+    Raises:
+        RecordingError: the file is missing, unreadable, still open in a recorder, or not a
+            pfmtwin session.
+    """
+    path = Path(path)
+    try:
+        file = h5py.File(path, "r")
+    except FileNotFoundError as exc:
+        raise RecordingError(f"no session file at {str(path)!r}; check the path") from exc
+    except OSError as exc:
+        raise RecordingError(
+            f"cannot open session file {str(path)!r}: {exc}; if a Recorder is still writing it, "
+            f"read it after the recorder is closed"
+        ) from exc
+    with file:
+        if file.attrs.get("format") != FORMAT:
+            raise RecordingError(
+                f"{str(path)!r} is not a pfmtwin session (format={file.attrs.get('format')!r}, "
+                f"expected {FORMAT!r}); open it with h5py instead"
+            )
+        metadata = {key: _scalar(value) for key, value in file.attrs.items()}
+        for key in _JSON_METADATA:
+            metadata[key] = json.loads(metadata[key])
+        commands, incomplete = [], []
+        records = file["commands"]
+        for name in sorted(records, key=int):
+            if records[name].attrs.get("complete", False):
+                commands.append(_read_command(records[name]))
+            else:
+                incomplete.append(int(name))
+    return Session(path=path, metadata=metadata, commands=commands, incomplete=incomplete)

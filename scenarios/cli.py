@@ -1,0 +1,105 @@
+"""The ``pfmtwin`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import control
+
+
+def _info(args) -> int:
+    with control.connect(args.url) as scope:
+        print(json.dumps(scope.info().to_dict(), indent=2))
+    return 0
+
+
+def _scan(args) -> int:
+    from control.recording import Recorder
+    from scenarios.plots import scan_png
+
+    spec = control.ScanSpec(
+        center=tuple(args.center), size=tuple(args.size), pixels=tuple(args.pixels),
+        line_rate=args.line_rate, path=args.path, retrace=args.retrace,
+    )
+    metadata = {k: v for k, v in (("sample", args.sample), ("investigator", args.investigator)) if v}
+    with Recorder(control.connect(args.url), args.out, metadata=metadata) as scope:
+        result = scope.scan(spec)
+    if args.png:
+        scan_png(result, args.png, title=args.url)
+    print(json.dumps({"out": str(args.out), "png": str(args.png) if args.png else None,
+                      "shape": list(result.amplitude.shape), "end_time_s": float(result.line_times[-1])}))
+    return 0
+
+
+def _demo(args) -> int:
+    from scenarios.demo import DemoConfig, run
+
+    config = DemoConfig(url=args.url, out=Path(args.out), pulses=args.pulses,
+                        rescan_every=args.rescan_every, seed=args.seed)
+    print(json.dumps(run(config), indent=2))
+    return 0
+
+
+def _bench(args) -> int:
+    from scenarios.bench import bench_twin
+
+    benches = {"twin": bench_twin}
+    print(json.dumps(benches[args.what](url=args.url, repeat=args.repeat)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pfmtwin``."""
+    p = argparse.ArgumentParser(prog="pfmtwin", description="Digital twin of a PFM writing domain walls in PbTiO3.")
+    p.add_argument("--version", action="version", version=f"pfmtwin {control.__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="print the identity, hardware spec and limits of an instrument")
+    s.add_argument("url", help="backend URL, e.g. twin://?seed=7")
+    s.set_defaults(func=_info)
+
+    s = sub.add_parser("scan", help="acquire one image and record the session to HDF5")
+    s.add_argument("url")
+    s.add_argument("--out", type=Path, required=True, help="session file (.h5); must not exist")
+    s.add_argument("--png", type=Path, help="also save a picture of the channels")
+    s.add_argument("--center", type=float, nargs=2, default=(1e-6, 1e-6), metavar=("X", "Y"), help="m")
+    s.add_argument("--size", type=float, nargs=2, default=(1e-6, 1e-6), metavar=("W", "H"), help="m")
+    s.add_argument("--pixels", type=int, nargs=2, default=(256, 256), metavar=("POINTS", "LINES"))
+    s.add_argument("--line-rate", type=float, default=1.0, help="Hz")
+    s.add_argument("--path", choices=("raster", "spiral"), default="raster")
+    s.add_argument("--retrace", action="store_true")
+    s.add_argument("--sample", default="")
+    s.add_argument("--investigator", default="")
+    s.set_defaults(func=_scan)
+
+    s = sub.add_parser("demo", help="the wall-pulse experiment on the twin, with a before/after picture")
+    s.add_argument("--url", default="twin://?seed=7")
+    s.add_argument("--out", default="out/demo", help="output folder")
+    s.add_argument("--pulses", type=int, default=20)
+    s.add_argument("--rescan-every", type=int, default=5)
+    s.add_argument("--seed", type=int, default=1, help="seed of the pulse sites, voltages and widths")
+    s.set_defaults(func=_demo)
+
+    s = sub.add_parser("bench", help="benchmarks; print one JSON object")
+    s.add_argument("what", choices=("twin",))
+    s.add_argument("--url", default="twin://?seed=7")
+    s.add_argument("--repeat", type=int, default=10)
+    s.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pfmtwin`` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except control.PfmTwinError as exc:
+        print(f"pfmtwin: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The twin instrument: a simpy discrete-event model of the PFM that implements ``control.Backend``.
+
+Every verb is a simpy process on the instrument's ``Environment``: the tip moves at finite
+speed, scans run line by line in instrument time, pulses are quantized to the FPGA clock. In
+process the environment runs as fast as it can (virtual time); the emulator runs the same
+processes on ``simpy.rt.RealtimeEnvironment``. Randomness comes only from the seed: the same
+seed and the same sequence of commands give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+import control
+from control import InstrumentInfo, PulseRecord, SafetyLimits, ScanResult, ScanSpec
+from control.hardware import DEFAULT_HARDWARE, HardwareSpec
+from twin.film import Film, FilmParams
+from twin.fpga import FpgaTiming
+from twin.pfm import PfmParams, PfmSignal
+from twin.scanner import Scanner, ScannerParams
+
+#: Called as each scan line is acquired: (line index, line start time s, channels of that line).
+LineHook = Callable[[int, float, dict[str, np.ndarray]], None]
+
+
+@dataclass(frozen=True)
+class TwinConfig:
+    """Everything that defines a twin instrument; ``twin://`` URL options map onto it."""
+
+    seed: int = 0
+    film: FilmParams = field(default_factory=FilmParams)
+    scanner: ScannerParams = field(default_factory=ScannerParams)
+    pfm: PfmParams = field(default_factory=PfmParams)
+    hardware: HardwareSpec = DEFAULT_HARDWARE
+    origin: tuple[float, float] = (0.0, 0.0)
+
+
+class TwinMicroscope:
+    """The digital twin of the PFM (a ``control.Backend``; reach it through ``control.connect``).
+
+    Args:
+        config: the instrument and sample definition.
+        url: the URL it was opened with (reported by ``info()``).
+        options: the URL options in force (reported by ``info()``).
+        env: the simpy environment to run on; default: a new virtual-time one.
+    """
+
+    def __init__(
+        self,
+        config: TwinConfig,
+        *,
+        url: str = "twin://",
+        options: dict | None = None,
+        env: simpy.Environment | None = None,
+    ) -> None:
+        self.config = config
+        self.url = url
+        self.options = dict(options or {"seed": config.seed})
+        self.env = env if env is not None else simpy.Environment()
+        film_seed, pfm_seed, scanner_seed, noise_seed = np.random.SeedSequence(config.seed).spawn(4)
+        self.film = Film(config.film, np.random.default_rng(film_seed))
+        self.pfm = PfmSignal(config.pfm, self.film, np.random.default_rng(pfm_seed))
+        self.scanner = Scanner(config.scanner, np.random.default_rng(scanner_seed))
+        self.noise = np.random.default_rng(noise_seed)
+        self.timing = FpgaTiming(config.hardware)
+        self.on_line: LineHook | None = None
+        self._closed = False
+
+    # -- the Backend verbs ----------------------------------------------------------------
+
+    def info(self) -> InstrumentInfo:
+        """Identity, hardware spec, limits and options of the twin."""
+        f = self.config.film
+        return InstrumentInfo(
+            backend="twin",
+            url=self.url,
+            identity=f"pfmtwin digital twin: PbTiO3 film {f.thickness * 1e9:g} nm, {f.grid}x{f.grid} over "
+            f"{f.size * 1e6:g} um, seed {self.config.seed}",
+            protocol_version=control.PROTOCOL_VERSION,
+            software_version=control.__version__,
+            hardware=self.config.hardware,
+            limits=SafetyLimits.from_hardware(self.config.hardware),
+            options=dict(self.options),
+        )
+
+    def now(self) -> float:
+        """Instrument time, s."""
+        return float(self.env.now)
+
+    def move_tip(self, x: float, y: float, speed: float) -> None:
+        """Move the tip to (x, y) m at ``speed`` m/s."""
+        self._run(self._move(x, y, speed))
+
+    def scan(self, spec: ScanSpec) -> ScanResult:
+        """Acquire an image; lines are produced in instrument time (see ``on_line``)."""
+        return self._run(self._scan(spec))
+
+    def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
+        """Move to (x, y) and emit a bias pulse; return what the FPGA emitted."""
+        return self._run(self._pulse(x, y, amplitude, width))
+
+    def close(self) -> None:
+        """Release the twin (nothing to free; later calls are refused by ``control.Guarded``)."""
+        self._closed = True
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _run(self, generator: Generator) -> object:
+        process = self.env.process(generator)
+        self.env.run(until=process)
+        return process.value
+
+    def _move(self, x: float, y: float, speed: float) -> Generator:
+        start = self.scanner.commanded
+        distance = float(np.hypot(x - start[0], y - start[1]))
+        if distance > 0:
+            yield self.env.timeout(distance / speed)
+            self.scanner.move((x, y), self.env.now)
+
+    def _actual(self, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the tip really is, in film coordinates (m), at commanded (x, y) and times t."""
+        dx, dy = self.scanner.offset(t)
+        return x + dx - self.config.origin[0], y + dy - self.config.origin[1]
+
+    def _scan(self, spec: ScanSpec) -> Generator:
+        xs, ys = spec.positions()
+        ny, nx = spec.shape
+        yield from self._move(xs[0, 0], ys[0, 0], self.config.hardware.tip_speed_max)
+        period = self.timing.line_period(spec.line_rate, nx)
+        per_line = period * (2 if spec.retrace else 1)
+        line_times = self.env.now + np.arange(ny) * per_line
+        fraction = (np.arange(nx) + 0.5) / nx
+        times = line_times[:, None] + fraction[None, :] * period
+        channels = self.pfm.acquire(*self._actual(xs, ys, times), self.noise)
+        if spec.retrace:
+            back = line_times[:, None] + period + (1.0 - fraction[None, :]) * period
+            for name, values in self.pfm.acquire(*self._actual(xs, ys, back), self.noise).items():
+                channels[f"{name}_retrace"] = values
+        for i in range(ny):
+            yield self.env.timeout(per_line)
+            if self.on_line is not None:
+                self.on_line(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
+        self.scanner.commanded = np.array([xs[-1, -1], ys[-1, -1]])
+        return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=line_times)
+
+    def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:
+        yield from self._move(x, y, self.config.hardware.tip_speed_max)
+        cycles = self.timing.cycles(width)
+        emitted_width = self.timing.seconds(cycles)
+        emitted = self.timing.bias(self.timing.bias_code(amplitude))
+        yield self.env.timeout(self.timing.pulse_latency)
+        start = float(self.env.now)
+        ax, ay = self._actual(np.array(x), np.array(y), np.array(start))
+        self.film.write(float(ax), float(ay), emitted, emitted_width)
+        yield self.env.timeout(emitted_width)
+        # Back-switching of sub-critical domains completes within ~100 ms of the pulse; the next
+        # command comes later than that in any real experiment, so it is applied here at once.
+        self.film.relax(around=(float(ax), float(ay)), reach=self.film.reach(emitted, emitted_width))
+        return PulseRecord(
+            x=x, y=y, amplitude=emitted, width=emitted_width, start=start, cycles=cycles,
+            requested_amplitude=amplitude, requested_width=width,
+        )
