@@ -73,3 +73,23 @@ def wall_profile(result: ScanResult, smooth: int = 3) -> tuple[np.ndarray, np.nd
     with np.errstate(invalid="ignore"):
         x = np.where(count > 0, (result.x * mask).sum(axis=1) / np.maximum(count, 1), np.nan)
     return result.y[:, 0].copy(), x
+
+
+def amplitude_statistics(amplitude: np.ndarray) -> dict[str, float]:
+    """Noise statistics of an amplitude image (lines along axis 1), as PHYSICS.md quotes them.
+
+    Returns:
+        ``median`` (m); ``pixel_noise``: robust rms of the pixel-to-pixel difference along the
+        line over sqrt 2, relative to the median amplitude; ``line_cv``: coefficient of
+        variation of the per-line medians.
+    """
+    a = np.asarray(amplitude, dtype=np.float64)
+    median = float(np.median(a))
+    diff = np.diff(a, axis=1).ravel()
+    robust_rms = 1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0)
+    lines = np.median(a, axis=1)
+    return {
+        "median": median,
+        "pixel_noise": float(robust_rms / median),
+        "line_cv": float(lines.std() / lines.mean()),
+    }

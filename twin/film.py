@@ -63,7 +63,7 @@ class FilmParams:
     random_field_scale: float = 2e7
     correlation: float = 8e-9
     wall_pixels: float = 2.5
-    depinning_field: float = 6e6
+    depinning_field: float = 1e7
     relax_steps: int = 60
     relax_dt: float = 0.5
     init: str = "wall"

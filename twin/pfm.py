@@ -44,8 +44,8 @@ class PfmParams:
     phase_offset: float = 20.0
     background: float = 0.12
     background_phase: float = 70.0
-    noise: float = 0.1
-    line_gain: float = 0.15
+    noise: float = 0.13
+    line_gain: float = 0.24
     flicker: float = 0.02
     height_rms: float = 1e-9
     height_correlation: float = 60e-9

@@ -1,0 +1,134 @@
+"""Writing and relaxing domains in the film, against the targets of PHYSICS.md ("Kinetics")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from twin.film import Film, FilmParams
+from twin.kinetics import CreepLaw, arrival_times
+from twin.tipfield import SpherePlaneTip
+
+CENTER = (0.5e-6, 0.5e-6)
+
+
+def fresh(**kwargs) -> Film:
+    """A 1 um, 128 x 128 film (7.8 nm pixels, as the default 2 um / 256), all polarized up."""
+    return Film(FilmParams(grid=128, size=1e-6, init="up", **kwargs), np.random.default_rng(11))
+
+
+def written_radius(film: Film) -> float:
+    """Equivalent radius (m) of the largest down domain, 0 if none."""
+    labels, count = ndimage.label(film.u < 0)
+    if count == 0:
+        return 0.0
+    area = np.bincount(labels.ravel())[1:].max() * film.params.spacing**2
+    return float(np.sqrt(area / np.pi))
+
+
+def pulse(film: Film, bias: float, width: float, at=CENTER) -> float:
+    film.write(*at, bias, width)
+    film.relax(around=at, reach=film.reach(bias, width))
+    return written_radius(film)
+
+
+def test_tip_field_matches_the_sphere_plane_example():
+    tip = SpherePlaneTip()  # eps11 120, eps33 65, eps_e 81, R0 25 nm (PHYSICS.md)
+    assert tip.charge_height == pytest.approx(23e-9, rel=0.02)
+    assert tip.field(0.0, 1.0, 50e-9) == pytest.approx(2e7, rel=0.01)  # phi_s(0) / h = U / h
+    assert tip.field(tip.charge_height, 1.0, 50e-9) == pytest.approx(2e7 / np.sqrt(2), rel=1e-9)
+
+
+def test_written_radius_at_the_reference_pulse():
+    # PHYSICS.md: r(0.25 ms) ~ 40 nm at 7.74 V for a 25 nm tip on a 50 nm film.
+    assert pulse(fresh(), 7.74, 0.25e-3) == pytest.approx(40e-9, abs=8e-9)
+
+
+def test_radius_is_linear_in_log_pulse_time_over_four_decades():
+    widths = np.logspace(-4, 0, 5)
+    radii = np.array([pulse(fresh(), 7.74, w) for w in widths])
+    slope, intercept = np.polyfit(np.log10(widths), radii, 1)
+    residual = radii - (slope * np.log10(widths) + intercept)
+    # 10-15 nm per decade (PHYSICS.md), allowing for the pixel size (7.8 nm).
+    assert 8e-9 <= slope <= 16e-9
+    assert np.max(np.abs(residual)) < 4e-9, f"not logarithmic: radii {radii}"
+    assert np.all(np.diff(radii) > 0)
+
+
+def test_radius_grows_with_bias_magnitude_and_either_polarity_writes():
+    radii = [pulse(fresh(), v, 1e-3) for v in (5.0, 7.74, 10.0)]
+    assert radii[0] < radii[1] < radii[2]
+    up = Film(FilmParams(grid=128, size=1e-6, init="down"), np.random.default_rng(11))
+    up.write(*CENTER, -7.74, 1e-3)
+    up.relax(around=CENTER, reach=up.reach(-7.74, 1e-3))
+    labels, _ = ndimage.label(up.u > 0)
+    area = np.bincount(labels.ravel())[1:].max() * up.params.spacing**2
+    assert np.sqrt(area / np.pi) == pytest.approx(radii[1], rel=0.15)
+
+
+def test_nothing_is_written_below_threshold():
+    # Nucleation-limited: at 2 V not even a 1 s pulse writes; at 4 V nothing before 0.1 ms.
+    assert pulse(fresh(), 2.0, 1.0) == 0.0
+    assert pulse(fresh(), 4.0, 1e-4) == 0.0
+    assert pulse(fresh(), 4.0, 1.0) > 20e-9
+
+
+def test_opposite_polarity_erases():
+    film = fresh()
+    assert pulse(film, 7.74, 1e-3) > 30e-9
+    pulse(film, -10.0, 1e-2)
+    assert written_radius(film) == 0.0
+    assert np.all(film.u > 0.5)
+
+
+def test_sub_critical_domains_relax_and_larger_ones_stay():
+    film = fresh()
+    x, y = film.coordinates()
+    for radius in (10e-9, 45e-9):
+        film.polarization = np.where(np.hypot(x - 0.5e-6, y - 0.5e-6) < radius, -film.ps, film.ps)
+        film.relax(steps=200)
+        if radius < 15e-9:
+            assert written_radius(film) == 0.0, "a 10 nm domain must back-switch"
+        else:
+            assert written_radius(film) == pytest.approx(radius, rel=0.12), "a 45 nm domain is pinned"
+
+
+def test_a_pulse_beside_a_wall_pushes_the_wall():
+    film = Film(FilmParams(grid=128, size=1e-6, init="wall", disorder=0.0), np.random.default_rng(2))
+    down = film.u < 0
+    row = 64
+    wall_col = int(np.argmax(np.diff(np.sign(film.u[row])) < 0))  # up (left) -> down (right)
+    at = ((wall_col + 2.5) * film.params.spacing, (row + 0.5) * film.params.spacing)
+    film.write(*at, 6.0, 1e-3)  # on the down side: the favoured state, so no nucleus is needed
+    grown = (film.u < 0) & ~down
+    assert grown.sum() > 10
+    assert grown[row, wall_col - 2], "the wall moved into the up domain, left of where it was"
+    labels, count = ndimage.label(film.u < 0)
+    assert count == ndimage.label(down)[1], "no new, separate domain: the old wall moved"
+
+
+def test_arrival_times_follow_the_local_speed():
+    # Uniform slowness: the front from a point arrives at distance r after r * slowness
+    # (16-neighbour stencil: within 3 % of the Euclidean distance in every direction).
+    n = 41
+    slowness = np.full((n, n), 2.0)
+    start = np.full((n, n), np.inf)
+    start[20, 20] = 0.0
+    t = arrival_times(slowness, start, spacing=1.0, horizon=1e9)
+    i, j = np.mgrid[:n, :n]
+    r = np.hypot(i - 20, j - 20)
+    ring = (r > 12) & (r < 18)
+    assert np.allclose(t[ring], 2.0 * r[ring], rtol=0.03)
+    # A horizon stops the sweep.
+    assert np.isinf(arrival_times(slowness, start, 1.0, horizon=10.0)[20, 40])
+
+
+def test_creep_law_is_activated():
+    law = CreepLaw()
+    v = law.velocity(np.array([-1e8, 0.0, 5e7, 1e8, 2e8]))
+    assert v[0] == v[1] == 0.0
+    assert 0 < v[2] < v[3] < v[4] < law.v0
+    # v = v0 exp(-Ec/E): ln v is linear in 1/E with slope -Ec.
+    slope = (np.log(v[4]) - np.log(v[3])) / (1 / 2e8 - 1 / 1e8)
+    assert slope == pytest.approx(-law.creep_field, rel=1e-9)
