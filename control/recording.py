@@ -3,7 +3,8 @@ one HDF5 file.
 
 >>> import control
 >>> from control.recording import Recorder, read_session
->>> with Recorder(control.connect("twin://?seed=1"), "run.h5", metadata={"sample": "A7"}) as scope:  # doctest: +SKIP
+>>> scope = Recorder(control.connect("twin://?seed=1"), "run.h5", metadata={"sample": "A7"})  # doctest: +SKIP
+>>> with scope:  # doctest: +SKIP
 ...     scope.apply_pulse(1e-6, 1e-6, 5.0, 1e-3)
 >>> read_session("run.h5").pulses()  # doctest: +SKIP
 
@@ -81,7 +82,8 @@ CHANNEL_UNITS = {
     "amplitude": ("piezoresponse amplitude", "m"),
     "phase": ("piezoresponse phase", "deg"),
 }
-NSID_VERSION = "0.0.2"
+#: NSID convention version the layout follows (pyNSID reads ``pyNSID_version``; older tools ``nsid_version``).
+NSID_VERSION = "0.0.7"
 
 
 # -- plain-data helpers -----------------------------------------------------------------------
@@ -184,6 +186,7 @@ def _write_scan(group: h5py.Group, result: ScanResult, source: str) -> None:
                 main_data_name=name,
                 title=name,
                 nsid_version=NSID_VERSION,
+                pyNSID_version=NSID_VERSION,
             )
             for dim, scale in enumerate(scales):
                 dset.dims[dim].label = scale.attrs["name"]
@@ -355,7 +358,9 @@ class Recorder:
 
     def move_tip(self, x: float, y: float, *, speed: float | None = None) -> None:
         """Move the tip to (x, y), m, at ``speed`` m/s (default: the fastest allowed)."""
-        self._call("move_tip", {"x": x, "y": y, "speed": speed}, lambda: self._scope.move_tip(x, y, speed=speed))
+        self._call(
+            "move_tip", {"x": x, "y": y, "speed": speed}, lambda: self._scope.move_tip(x, y, speed=speed)
+        )
 
     def scan(self, spec: ScanSpec) -> ScanResult:
         """Acquire an image described by ``spec`` and record it."""
@@ -465,7 +470,9 @@ def _read_result(group: h5py.Group) -> object:
         return PulseRecord(**{f.name: _scalar(group.attrs[f.name]) for f in fields(PulseRecord)})
     if kind in ("InstrumentInfo", "json"):
         return json.loads(group.attrs["json"])
-    raise RecordingError(f"result {group.name!r} has unknown kind {kind!r}; is the file from a newer pfmtwin?")
+    raise RecordingError(
+        f"result {group.name!r} has unknown kind {kind!r}; read the file with the pfmtwin that wrote it"
+    )
 
 
 def _read_command(group: h5py.Group) -> Command:

@@ -25,12 +25,17 @@ SPIRAL = replace(SPEC, path="spiral", retrace=True)
 
 
 class FakeBackend:
-    """A deterministic stand-in backend: seeded noise images, quantized pulses, a simple clock."""
+    """A backend for what the twin does not do, and for tests that need no physics.
 
-    def __init__(self, seed: int = 3) -> None:
+    It returns float32 channels and, with ``jitter`` (m), measured raster positions off the
+    commanded grid, as a scanner with position sensors reports them.
+    """
+
+    def __init__(self, seed: int = 3, jitter: float = 0.0) -> None:
         self._rng = np.random.default_rng(seed)
         self._t = 0.0
         self._seed = seed
+        self._jitter = jitter
 
     def info(self) -> InstrumentInfo:
         return InstrumentInfo(
@@ -48,12 +53,12 @@ class FakeBackend:
         self._t += 1e-3
 
     def scan(self, spec: ScanSpec) -> ScanResult:
-        x, y = spec.positions()
+        x, y = (p + self._jitter * self._rng.normal(size=spec.shape) for p in spec.positions())
         names = ["height", "amplitude", "phase"]
         if spec.retrace:
             names += [f"{n}_retrace" for n in names]
-        # float32 amplitude: the recorder must keep each array's dtype, not just its values.
-        channels = {n: self._rng.normal(size=spec.shape).astype(np.float32 if "amp" in n else np.float64) for n in names}
+        dtypes = {n: np.float32 if n.startswith("amplitude") else np.float64 for n in names}
+        channels = {n: self._rng.normal(size=spec.shape).astype(dtypes[n]) for n in names}
         line_times = self._t + np.arange(spec.shape[0]) / spec.line_rate * (2 if spec.retrace else 1)
         self._t += spec.duration
         return ScanResult(spec=spec, channels=channels, x=x, y=y, line_times=line_times)
@@ -62,7 +67,8 @@ class FakeBackend:
         cycles = round(width * DEFAULT_HARDWARE.clock)
         lsb = DEFAULT_HARDWARE.bias_lsb
         start, self._t = self._t, self._t + cycles / DEFAULT_HARDWARE.clock
-        return PulseRecord(x, y, round(amplitude / lsb) * lsb, cycles / DEFAULT_HARDWARE.clock, start, cycles, amplitude, width)
+        emitted = round(amplitude / lsb) * lsb
+        return PulseRecord(x, y, emitted, cycles / DEFAULT_HARDWARE.clock, start, cycles, amplitude, width)
 
     def now(self) -> float:
         return self._t
@@ -71,20 +77,9 @@ class FakeBackend:
         pass
 
 
-def twin_available() -> bool:
-    """Whether the twin backend opens (it is checked once per use; opening costs ~1 s)."""
-    try:
-        control.connect(TWIN_URL).close()
-    except (ImportError, AttributeError, control.UrlError):
-        return False
-    return True
-
-
-def open_microscope(kind: str) -> control.Microscope:
-    """A fresh, deterministic microscope: the real twin or the fake."""
-    if kind == "twin":
-        return control.connect(TWIN_URL)
-    return control.Guarded(FakeBackend())
+def open_twin() -> control.Microscope:
+    """A fresh twin; the same seed gives the same film, so a replay reproduces a session."""
+    return control.connect(TWIN_URL)
 
 
 def workload(scope: control.Microscope, i: int) -> None:
@@ -99,12 +94,6 @@ def workload(scope: control.Microscope, i: int) -> None:
             scope.apply_pulse(1e-6, 1e-6, 99.0, 1e-3)
     else:
         scope.move_tip(1.5e-6, 0.5e-6)
-
-
-@pytest.fixture(scope="module")
-def kind() -> str:
-    """The backend of the round-trip and crash tests: the twin once it exists, else the fake."""
-    return "twin" if twin_available() else "fake"
 
 
 def assert_scans_equal(got: ScanResult, want: ScanResult) -> None:
@@ -122,11 +111,12 @@ def assert_scans_equal(got: ScanResult, want: ScanResult) -> None:
 
 
 @pytest.fixture(scope="module")
-def recorded(kind, tmp_path_factory) -> tuple[Session, dict]:
+def recorded(tmp_path_factory) -> tuple[Session, dict]:
     """Record one session (raster and spiral scans, pulses, rejections) and read it back."""
     path = tmp_path_factory.mktemp("session") / "run.h5"
     sent = {}
-    with Recorder(open_microscope(kind), path, metadata={"sample": "A7", "investigator": "ada", "bath_K": 298.15}) as scope:
+    metadata = {"sample": "A7", "investigator": "ada", "bath_K": 298.15}
+    with Recorder(open_twin(), path, metadata=metadata) as scope:
         sent["info"] = scope.info()
         sent["raster"] = scope.scan(SPEC)
         scope.move_tip(0.5e-6, 0.5e-6, speed=1e-6)
@@ -181,7 +171,7 @@ def test_rejected_commands_are_recorded_with_their_error(recorded):
     assert bad_scan.error[0] == "InvalidArgumentError" and bad_scan.args == {"spec": "not a spec"}
 
 
-def test_metadata_names_the_sample_instrument_and_software(recorded, kind):
+def test_metadata_names_the_sample_instrument_and_software(recorded):
     session, sent = recorded
     meta, info = session.metadata, sent["info"]
     assert meta["sample"] == "A7" and meta["investigator"] == "ada" and meta["project"] == ""
@@ -190,7 +180,7 @@ def test_metadata_names_the_sample_instrument_and_software(recorded, kind):
     assert meta["instrument"] == info.identity
     assert meta["software_version"] == control.__version__
     assert meta["seed"] == info.options["seed"]
-    assert meta["backend_url"] == info.url and meta["backend"] == kind
+    assert meta["backend_url"] == info.url and meta["backend"] == "twin"
     assert meta["hardware"] == json.loads(json.dumps(info.hardware.to_dict()))
     assert meta["limits"] == json.loads(json.dumps(info.limits.to_dict()))
     assert meta["created"].endswith("+00:00")
@@ -228,13 +218,36 @@ def test_recorder_is_a_microscope_and_closes_it(tmp_path):
     assert read_session(tmp_path / "s.h5").commands == []
 
 
+def test_measured_positions_and_any_dtype_round_trip_bit_for_bit(tmp_path):
+    path = tmp_path / "jitter.h5"
+    with Recorder(control.Guarded(FakeBackend(jitter=1e-10)), path) as scope:
+        sent = scope.scan(SPEC)
+    assert sent.amplitude.dtype == np.float32
+    (got,) = read_session(path).scans()
+    assert_scans_equal(got, sent)
+    with h5py.File(path, "r") as f:
+        # Not a grid, so not an NSID image: the measured positions are stored whole.
+        result = f["commands/000000/result"]
+        assert result["x"].shape == SPEC.shape and "data_type" not in result["height"].attrs
+
+
+def test_a_record_cut_short_is_reported_not_returned(tmp_path):
+    path = tmp_path / "cut.h5"
+    with Recorder(control.Guarded(FakeBackend()), path) as scope:
+        scope.apply_pulse(1e-6, 1e-6, 1.0, 1e-3)
+    with h5py.File(path, "a") as f:
+        f["commands"].create_group("000001").attrs["verb"] = "scan"  # as a writer dying mid-record leaves it
+    session = read_session(path)
+    assert [c.verb for c in session.commands] == ["apply_pulse"] and session.incomplete == [1]
+
+
 # -- crash safety -------------------------------------------------------------------------------
 
 CRASH_WRITER = """
 import sys
 sys.path.insert(0, {here!r})
-from test_recording import Recorder, open_microscope, workload
-with Recorder(open_microscope({kind!r}), {path!r}) as scope:
+from test_recording import Recorder, open_twin, workload
+with Recorder(open_twin(), {path!r}) as scope:
     i = 0
     while True:
         workload(scope, i)
@@ -243,10 +256,10 @@ with Recorder(open_microscope({kind!r}), {path!r}) as scope:
 """
 
 
-def test_kill_9_loses_at_most_the_record_in_flight(tmp_path, kind):
+def test_kill_9_loses_at_most_the_record_in_flight(tmp_path):
     path = tmp_path / "crash.h5"
     n = 10
-    code = CRASH_WRITER.format(here=str(HERE), kind=kind, path=str(path))
+    code = CRASH_WRITER.format(here=str(HERE), path=str(path))
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as writer:
         done = [writer.stdout.readline() for _ in range(n)]
         os.kill(writer.pid, signal.SIGKILL)
@@ -256,7 +269,7 @@ def test_kill_9_loses_at_most_the_record_in_flight(tmp_path, kind):
     assert len(session.commands) >= n
     assert session.incomplete in ([], [len(session.commands)])
     # Intact: replaying the workload on a fresh microscope reproduces every record bit for bit.
-    expected = Recorder(open_microscope(kind), tmp_path / "replay.h5")
+    expected = Recorder(open_twin(), tmp_path / "replay.h5")
     with expected:
         for i in range(len(session.commands)):
             workload(expected, i)
@@ -276,7 +289,8 @@ def test_kill_9_loses_at_most_the_record_in_flight(tmp_path, kind):
 def test_an_existing_file_is_never_overwritten_silently(tmp_path):
     path = tmp_path / "taken.h5"
     path.write_bytes(b"precious")
-    with pytest.raises(control.RecordingError, match=r"taken\.h5.*already exists.*another path.*overwrite=True"):
+    fix = r"taken\.h5.*already exists; choose another path or pass overwrite=True"
+    with pytest.raises(control.RecordingError, match=fix):
         Recorder(control.Guarded(FakeBackend()), path)
     assert path.read_bytes() == b"precious"
     with Recorder(control.Guarded(FakeBackend()), path, overwrite=True) as scope:

@@ -1,0 +1,80 @@
+"""The pfmtwin command line, run as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+
+from control.recording import read_session
+
+from ..conftest import SMALL_TWIN
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pfmtwin(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scenarios.cli", *args], capture_output=True, text=True, check=check, cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_info_prints_the_contract_as_json():
+    out = json.loads(pfmtwin("info", SMALL_TWIN.format(seed=1)).stdout)
+    assert out["backend"] == "twin"
+    assert out["hardware"]["clock"] == 100e6
+    assert out["options"]["grid"] == 64
+
+
+def test_bad_url_is_a_clear_error_and_exit_code_2():
+    run = pfmtwin("info", "twin://?sede=1", check=False)
+    assert run.returncode == 2
+    assert "unknown option(s) 'sede'" in run.stderr and "accepted: seed=" in run.stderr
+
+
+def test_scan_records_a_session_and_a_picture(tmp_path):
+    out, png = tmp_path / "scan.h5", tmp_path / "scan.png"
+    args = ["scan", SMALL_TWIN.format(seed=1), "--out", str(out), "--png", str(png),
+            "--center", "2.5e-7", "2.5e-7", "--size", "4e-7", "4e-7", "--pixels", "32", "32", "--sample", "PTO-1"]
+    summary = json.loads(pfmtwin(*args).stdout)
+    assert summary["shape"] == [32, 32]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    session = read_session(out)
+    assert session.metadata["sample"] == "PTO-1"
+    assert [c.verb for c in session.commands].count("scan") == 1
+    assert session.scans()[0].amplitude.shape == (32, 32)
+    run = pfmtwin(*args, check=False)
+    assert run.returncode == 2 and "exists" in run.stderr, "an existing session file is never overwritten"
+
+
+def test_demo_runs_the_wall_pulse_experiment(tmp_path):
+    run = pfmtwin("demo", "--url", "twin://?seed=7&grid=128&field=1e-6", "--out", str(tmp_path),
+                  "--pulses", "6", "--rescan-every", "3")
+    summary = json.loads(run.stdout)
+    assert summary["pulses"] == 6
+    assert summary["fraction_of_pixels_switched"] > 0, "pulses at the wall must move it"
+    session = read_session(tmp_path / "session.h5")
+    verbs = [c.verb for c in session.commands]
+    assert verbs.count("apply_pulse") == 6 and verbs.count("scan") == 3
+    assert (tmp_path / "before_after.png").stat().st_size > 10_000
+    with h5py.File(tmp_path / "session.h5", "r") as f:
+        assert f.attrs["material"] == "PbTiO3"
+
+
+def test_bench_prints_one_json_object():
+    out = json.loads(pfmtwin("bench", "twin", "--url", SMALL_TWIN.format(seed=1), "--repeat", "2").stdout)
+    assert out["benchmark"] == "twin"
+    assert out["scan_256x256_s"] > 0 and out["pulse_0.25ms_with_relaxation_s"] > 0
+    assert out["real_instrument_scan_s"] == 256.0
+
+
+def test_the_layering_contract_holds():
+    """import-linter checks DESIGN.md's layering (contracts in pyproject.toml)."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    run = subprocess.run([str(exe)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Contracts: 2 kept, 0 broken." in run.stdout
