@@ -27,6 +27,7 @@ from control.errors import (
 )
 from control.hardware import DEFAULT_HARDWARE, REGISTER_MAP, HardwareSpec
 from control.limits import SafetyLimits
+from control.recording import Command, Recorder, Session, read_session
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "REGISTER_MAP",
     "Backend",
+    "Command",
     "Guarded",
     "HardwareSpec",
     "InstrumentError",
@@ -45,13 +47,16 @@ __all__ = [
     "Microscope",
     "PfmTwinError",
     "PulseRecord",
+    "Recorder",
     "RecordingError",
     "SafetyLimits",
     "ScanResult",
     "ScanSpec",
+    "Session",
     "TransportError",
     "UrlError",
     "backends",
     "connect",
     "open_backend",
+    "read_session",
 ]

@@ -26,8 +26,15 @@ Layout (NSID conventions for raster images, so sidpy/pyNSID users can open the s
         └── 000001/ ...
 
 Crash safety: the file is flushed after every record, so killing the recording process loses at
-most the record in flight. SWMR is not used: NSID needs one dataset (with its dimension scales) per
-image, created when the image arrives, and an SWMR writer may not create objects.
+most the record in flight (a record without its ``complete`` attribute is reported in
+``Session.incomplete``, never returned). The file is written with ``libver=("v108", "latest")``:
+newest group and attribute formats, but superblock v2, because the superblock v3 that a v110+ low
+bound brings keeps an "open for write" flag after a kill -9, and HDF5 then refuses to open the file
+until ``h5clear -s`` is run on it.
+
+SWMR is not used: NSID needs one dataset (with its dimension scales) per image, created when the
+image arrives, and an SWMR writer may not create objects. So the file is read once the recorder is
+closed (or its process has died); HDF5 file locking keeps other processes out while it is open.
 """
 
 from __future__ import annotations
