@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
@@ -11,7 +12,9 @@ import pytest
 import control
 from control.analysis import amplitude_statistics, domains, phase_axis
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "pfm-real"
+# shared/ lies beside the checkout (on developers' machines and in CI); PFMTWIN_SHARED overrides.
+SHARED = Path(os.environ.get("PFMTWIN_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+REAL = SHARED / "data" / "pfm-real"
 FILES = sorted(REAL.glob("PTO_Funakubo000*.h5"))
 
 
