@@ -24,14 +24,31 @@ def backends() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+def _is_device(url: str) -> bool:
+    return isinstance(url, str) and "://" not in url and (url.startswith("/dev/") or url.upper().startswith("COM"))
+
+
 def open_backend(url: str) -> Backend:
-    """Open the raw backend for ``url`` (no safety checks: use :func:`connect`)."""
+    """Open the raw backend for ``url`` (no safety checks: use :func:`connect`).
+
+    Registered schemes go to their opener; pyserial URLs (``socket://``, ``rfc2217://``,
+    ``spy://``, ``loop://``, ...) and device paths (``/dev/ttyUSB0``, ``COM3``) go to the
+    serial client, which speaks the wire protocol to a real controller or to the emulator.
+    """
+    from control.serial_client import SERIAL_SCHEMES, open_serial
+
+    if _is_device(url):
+        return open_serial(url)
     scheme, _, _ = split(url)
     registry = backends()
-    if scheme not in registry:
-        known = ", ".join(f"{s}://" for s in sorted(registry)) or "none (is pfmtwin installed?)"
-        raise UrlError(f"no backend for scheme {scheme!r} in {url!r}; registered schemes: {known}")
-    return registry[scheme].load()(url)
+    if scheme in registry:
+        return registry[scheme].load()(url)
+    if scheme in SERIAL_SCHEMES:
+        return open_serial(url)
+    known = ", ".join(f"{s}://" for s in sorted(registry) + sorted(SERIAL_SCHEMES))
+    raise UrlError(
+        f"no backend for scheme {scheme!r} in {url!r}; accepted: {known}, or a serial device path such as /dev/ttyUSB0"
+    )
 
 
 def connect(url: str, *, limits: SafetyLimits | None = None) -> Guarded:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import control
@@ -82,6 +83,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rescan-every", type=int, default=5)
     s.add_argument("--seed", type=int, default=1, help="seed of the pulse sites, voltages and widths")
     s.set_defaults(func=_demo)
+
+    # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.
+    for ep in sorted(entry_points(group="pfmtwin.commands"), key=lambda e: e.name):
+        ep.load()(sub)
 
     s = sub.add_parser("bench", help="benchmarks; print one JSON object")
     s.add_argument("what", choices=("twin",))

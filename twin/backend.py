@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import simpy
+
 from control.errors import UrlError
 from control.urls import Option, options, split
 from twin.film import INITS, FilmParams
@@ -74,16 +76,22 @@ def config_from_options(opts: dict) -> TwinConfig:
     )
 
 
-def open_twin(url: str) -> TwinMicroscope:
-    """Open the twin described by ``url`` (``twin://?option=value&...``).
+def parse_twin_url(url: str) -> tuple[TwinConfig, dict]:
+    """The configuration and converted options of a ``twin://?option=value&...`` URL.
 
     Raises:
         UrlError: an address after ``twin://``, an unknown option or a bad value.
     """
     scheme, address, raw = split(url)
     if scheme != "twin":
-        raise UrlError(f"open_twin got {url!r}; it opens twin:// URLs only")
+        raise UrlError(f"{url!r} is not a twin:// URL")
     if address not in ("", "/"):
         raise UrlError(f"twin URLs take no address, got {address!r} in {url!r}; write twin://?seed=7")
     opts = options(url, raw, ACCEPTED)
-    return TwinMicroscope(config_from_options(opts), url=url, options=opts)
+    return config_from_options(opts), opts
+
+
+def open_twin(url: str, env: simpy.Environment | None = None) -> TwinMicroscope:
+    """Open the twin described by ``url`` on ``env`` (default: a new virtual-time environment)."""
+    config, opts = parse_twin_url(url)
+    return TwinMicroscope(config, url=url, options=opts, env=env)

@@ -10,7 +10,7 @@ seed and the same sequence of commands give the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import simpy
@@ -102,6 +102,18 @@ class TwinMicroscope:
     def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
         """Move to (x, y) and emit a bias pulse; return what the FPGA emitted."""
         return self._run(self._pulse(x, y, amplitude, width))
+
+    # -- instrument faults (for the emulator's fault injection) -------------------------------
+
+    def blunt_tip(self, factor: float = 2.0) -> None:
+        """The tip apex radius grows ``factor``-fold (wear, pick-up): wider wall dips, weaker field."""
+        film = self.film
+        film.params = replace(film.params, tip=replace(film.params.tip, radius=film.params.tip.radius * factor))
+        film.version += 1
+
+    def drift_burst(self, factor: float = 100.0, duration: float = 60.0) -> None:
+        """Thermal drift ``factor`` times faster for the next ``duration`` s of instrument time."""
+        self.scanner.drift_burst(self.now(), duration, factor)
 
     def close(self) -> None:
         """Release the twin (nothing to free; later calls are refused by ``control.Guarded``)."""

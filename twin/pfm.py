@@ -76,18 +76,27 @@ class PfmSignal:
         self.params = params
         self.film = film
         n = film.params.grid
-        kernel = footprint((n, n), film.params.spacing, film.params.tip.charge_height)
-        self._kernel_hat = scipy.fft.rfft2(kernel)
+        self._kernel: tuple[float, np.ndarray] | None = None
         self.topography = params.height_rms * correlated_noise(
             rng, (n, n), params.height_correlation / film.params.spacing
         )
         self._cache: tuple[int, np.ndarray] | None = None
 
+    def _kernel_hat(self) -> np.ndarray:
+        """Fourier transform of the footprint of the film's current tip (rebuilt if the tip changes)."""
+        height = self.film.params.tip.charge_height
+        if self._kernel is None or self._kernel[0] != height:
+            n = self.film.params.grid
+            self._kernel = (height, scipy.fft.rfft2(footprint((n, n), self.film.params.spacing, height)))
+            self._cache = None
+        return self._kernel[1]
+
     def response(self) -> np.ndarray:
         """Noise-free piezoresponse d33 * drive * (K * u) on the film grid, m (cached per film version)."""
+        kernel_hat = self._kernel_hat()
         if self._cache is None or self._cache[0] != self.film.version:
             u = self.film.u
-            smoothed = scipy.fft.irfft2(scipy.fft.rfft2(u) * self._kernel_hat, s=u.shape)
+            smoothed = scipy.fft.irfft2(scipy.fft.rfft2(u) * kernel_hat, s=u.shape)
             self._cache = (self.film.version, self.params.d33 * self.params.drive * smoothed)
         return self._cache[1]
 

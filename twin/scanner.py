@@ -38,6 +38,11 @@ class Scanner:
         self.drift_velocity = params.drift_speed * np.array([np.cos(angle), np.sin(angle)])
         self.commanded = np.array(start, dtype=np.float64)
         self._last_move = (0.0, np.zeros(2))  # (time, displacement) of the last move
+        self._bursts: list[tuple[float, float, np.ndarray]] = []  # (start, end, extra velocity)
+
+    def drift_burst(self, start: float, duration: float, factor: float) -> None:
+        """Thermal drift ``factor`` times faster from ``start`` for ``duration`` s (a fault)."""
+        self._bursts.append((start, start + duration, (factor - 1.0) * self.drift_velocity))
 
     def move(self, target: tuple[float, float], time: float) -> None:
         """Record that a move to ``target`` ended at ``time``."""
@@ -55,4 +60,8 @@ class Scanner:
         lag = p.creep * np.log10(np.maximum(p.creep_horizon / (p.creep_time + elapsed), 1.0))
         dx = t * self.drift_velocity[0] - lag * step[0]
         dy = t * self.drift_velocity[1] - lag * step[1]
+        for begin, end, velocity in self._bursts:
+            inside = np.clip(t, begin, end) - begin
+            dx = dx + inside * velocity[0]
+            dy = dy + inside * velocity[1]
         return dx, dy

@@ -1,0 +1,263 @@
+"""The serial client: a ``control.Backend`` that speaks the wire protocol over any pyserial port.
+
+``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://...``, ``spy://...``, a pty path: whatever
+``serial.serial_for_url`` opens. The same client drives the real FPGA controller, the emulator
+and the co-simulated RTL.
+
+Reliability: every command carries a sequence number; the instrument remembers the last one of
+each client (identified by a 16-byte id sent at IDENTIFY) and answers a resend from its cache,
+so a command resent after a timeout, a damaged answer or a reconnect is executed once. The
+client resends on timeouts and damaged frames, skips garbage, ignores stale and duplicate
+answers, reconnects after a lost link, and raises ``TransportError`` when the instrument is gone.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import serial
+
+from control import wire
+from control.contract import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
+from control.errors import InstrumentError, LimitError, TransportError
+from control.hardware import HardwareSpec
+from control.limits import SafetyLimits
+from control.wire import Cmd, Nak
+
+#: Schemes pyserial opens (``serial.protocol_handler_packages``); device paths have none.
+SERIAL_SCHEMES = frozenset({"socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110"})
+
+
+def _info_from_dict(d: dict) -> InstrumentInfo:
+    hardware = dict(d["hardware"])
+    for key in ("line_rate_range", "pixels_range"):
+        hardware[key] = tuple(hardware[key])
+    limits = dict(d["limits"])
+    for key in ("x_range", "y_range", "line_rate_range", "pixels_range"):
+        limits[key] = tuple(limits[key])
+    return InstrumentInfo(
+        backend=d["backend"], url=d["url"], identity=d["identity"], protocol_version=d["protocol_version"],
+        software_version=d["software_version"], hardware=HardwareSpec(**hardware), limits=SafetyLimits(**limits),
+        options=d.get("options", {}),
+    )
+
+
+class SerialClient:
+    """The instrument at the far end of a serial link (a ``control.Backend``).
+
+    Args:
+        url: anything ``serial.serial_for_url`` opens.
+        timeout: wait for an answer beyond the command's own expected duration, s.
+        retries: resends of one command before giving up.
+        reconnects: attempts to reopen a lost link per command.
+        baudrate: for real serial ports.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 1.0, retries: int = 8, reconnects: int = 3,
+                 baudrate: int = 921600) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        self.reconnects = reconnects
+        self.baudrate = baudrate
+        self.client_id = uuid.uuid4().bytes  # a link identity, not simulation randomness
+        self.stats = {"resent": 0, "damaged": 0, "reconnected": 0, "stale": 0}
+        self._seq = 0
+        self._port: serial.SerialBase | None = None
+        self._decoder = wire.Decoder()
+        self._open()
+        self._info = self._identify()
+        self._speed = self._info.options.get("speed", 1.0)
+
+    # -- link -----------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        try:
+            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.05, write_timeout=5.0)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TransportError(f"cannot open {self.url!r}: {exc}; is the instrument (or emulator) running there?") from None
+        self._decoder = wire.Decoder()
+
+    def _reconnect(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except (serial.SerialException, OSError):
+                pass  # the link is already gone
+        self._open()
+        self.stats["reconnected"] += 1
+        self._identify()
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFF or 1
+        return self._seq
+
+    def _read_frames(self, deadline_wait: float) -> list:
+        """Frames and damage decoded from whatever arrives within ``deadline_wait`` s."""
+        port = self._port
+        port.timeout = max(0.0, min(deadline_wait, 0.25))
+        data = port.read(self._decoder.wanted)
+        return self._decoder.feed(data) if data else []
+
+    def _identify(self) -> InstrumentInfo:
+        answer = self._exchange(Cmd.IDENTIFY, wire.pack_identify(self.client_id), duration=0.0)
+        return _info_from_dict(wire.unpack_json(answer))
+
+    # -- one command, exactly once ------------------------------------------------------------------
+
+    def _exchange(self, cmd: int, payload: bytes, duration: float,
+                  on_line: Callable[[int, float, dict], None] | None = None, lines: int = 0,
+                  line_period: float = 0.0) -> bytes:
+        """Send a command and return its ACK payload; resend and reconnect as needed."""
+        seq = self._next_seq()
+        frame = wire.encode(cmd, seq, payload)
+        scale = 0.0 if getattr(self, "_speed", 1.0) == "max" else 1.0 / float(getattr(self, "_speed", 1.0))
+        got: set[int] = set()
+        reconnects = 0
+        last_error = "no answer"
+        attempt = 0
+        while attempt <= self.retries:
+            try:
+                self._port.write(frame)
+                wait = self.timeout + duration * scale
+                clock = _Deadline(wait)
+                while not clock.expired():
+                    for item in self._read_frames(clock.left()):
+                        if isinstance(item, wire.Damaged):
+                            self.stats["damaged"] += 1
+                            if item.kind == "crc" and item.seq == seq:
+                                clock.expire()  # our answer was damaged: resend now
+                            continue
+                        if item.seq != seq:
+                            if item.cmd == Cmd.NAK and item.seq == 0:
+                                code, _, message = wire.unpack_nak(item.payload)
+                                if code == Nak.BUSY:
+                                    raise InstrumentError(f"{self.url}: {message}")
+                            self.stats["stale"] += 1
+                            continue
+                        if item.cmd == Cmd.LINE:
+                            index, t, channels = wire.unpack_line(item.payload)
+                            if index not in got:
+                                got.add(index)
+                                if on_line is not None:
+                                    on_line(index, t, channels)
+                            clock = _Deadline(self.timeout + line_period * scale * 2)
+                        elif item.cmd == Cmd.ACK:
+                            if len(got) < lines:
+                                clock.expire()  # lines were lost: ask again, the answer is replayed
+                                last_error = f"{lines - len(got)} scan lines lost"
+                                break
+                            return item.payload
+                        elif item.cmd == Cmd.NAK:
+                            code, refused, message = wire.unpack_nak(item.payload)
+                            if code == Nak.BAD_CRC:
+                                clock.expire()
+                                last_error = "request damaged on the link"
+                                break
+                            self._raise(code, message)
+                last_error = last_error if last_error != "no answer" else f"no answer within {wait:.3g} s"
+            except (serial.SerialException, OSError) as exc:
+                if isinstance(exc, TransportError):
+                    raise
+                if reconnects >= self.reconnects:
+                    raise TransportError(
+                        f"lost the link to {self.url!r} ({exc}) and could not restore it in {self.reconnects} attempts"
+                    ) from None
+                reconnects += 1
+                try:
+                    self._reconnect()
+                except TransportError:
+                    continue
+                last_error = f"link lost ({exc})"
+                continue  # resend the same frame: the instrument answers a resend from its cache
+            attempt += 1
+            self.stats["resent"] += 1
+        raise TransportError(f"command 0x{cmd:02x} to {self.url!r} failed after {self.retries} resends: {last_error}")
+
+    def _raise(self, code: int, message: str) -> None:
+        if code == Nak.OUT_OF_RANGE:
+            raise LimitError(f"instrument refused: {message}")
+        name = Nak(code).name if code in Nak._value2member_map_ else str(code)
+        raise InstrumentError(f"instrument refused ({name}): {message}")
+
+    # -- Backend verbs ----------------------------------------------------------------------------
+
+    def info(self) -> InstrumentInfo:
+        """What the instrument said at IDENTIFY."""
+        return self._info
+
+    def now(self) -> float:
+        """Instrument time, s."""
+        return wire.unpack_f64(self._exchange(Cmd.NOW, b"", duration=0.0))
+
+    def _travel(self, x: float, y: float, speed: float) -> float:
+        # An upper bound of the move time: the client does not track the tip position.
+        return math.hypot(self._info.hardware.scan_range, self._info.hardware.scan_range) / speed
+
+    def move_tip(self, x: float, y: float, speed: float) -> None:
+        """Move the tip (arguments already validated)."""
+        self._exchange(Cmd.MOVE, wire.pack_move(x, y, speed), duration=self._travel(x, y, speed))
+
+    def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
+        """Apply a pulse; return what the controller emitted."""
+        duration = self._travel(x, y, self._info.hardware.tip_speed_max) + width
+        return wire.unpack_record(self._exchange(Cmd.PULSE, wire.pack_pulse(x, y, amplitude, width), duration=duration))
+
+    def scan(self, spec: ScanSpec, on_line: Callable[[int, float, dict], None] | None = None) -> ScanResult:
+        """Acquire an image; lines stream in as the instrument acquires them."""
+        ny, nx = spec.shape
+        channels: dict[str, np.ndarray] = {}
+        line_times = np.zeros(ny)
+
+        def store(index: int, t: float, values: dict) -> None:
+            for name, row in values.items():
+                channels.setdefault(name, np.zeros((ny, nx)))[index] = row
+            line_times[index] = t
+            if on_line is not None:
+                on_line(index, t, values)
+
+        per_line = spec.duration / ny
+        approach = self._travel(0, 0, self._info.hardware.tip_speed_max)
+        self._exchange(Cmd.SCAN, wire.pack_scan(spec), duration=approach + per_line, on_line=store, lines=ny,
+                       line_period=per_line)
+        x, y = spec.positions()
+        return ScanResult(spec=spec, channels=channels, x=x, y=y, line_times=line_times)
+
+    def close(self) -> None:
+        """Say goodbye (best effort) and close the port."""
+        if self._port is None:
+            return
+        try:
+            self._exchange(Cmd.BYE, b"", duration=0.0)
+        except (TransportError, InstrumentError):
+            pass  # closing anyway
+        finally:
+            self._port.close()
+            self._port = None
+
+
+class _Deadline:
+    """A wall-clock deadline for reads (the link's time, not the instrument's)."""
+
+    def __init__(self, seconds: float) -> None:
+        import time
+
+        self._now = time.monotonic
+        self._end = self._now() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - self._now())
+
+    def expired(self) -> bool:
+        return self._now() >= self._end
+
+    def expire(self) -> None:
+        self._end = self._now()
+
+
+def open_serial(url: str) -> SerialClient:
+    """Backend opener for pyserial URLs and device paths."""
+    return SerialClient(url)

@@ -1,0 +1,78 @@
+"""``pfmtwin emulate``: registered as a plug-in command (entry-point group ``pfmtwin.commands``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from urllib.parse import parse_qsl
+
+from control.errors import UrlError
+from control.urls import split
+from emulator.faults import FaultPlan
+from emulator.server import Emulator, Server
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    value = float(text)
+    if not 0 < value <= 1e6:
+        raise argparse.ArgumentTypeError(f"speed={text!r} must be a factor in (0, 1e6] or 'max'")
+    return value
+
+
+def twin_url(twin_options: str, seed: int | None) -> str:
+    """The twin URL behind the emulator: ``--twin`` options, with ``--seed`` taking precedence."""
+    pairs = dict(parse_qsl(twin_options.lstrip("?"), keep_blank_values=True))
+    if seed is not None:
+        pairs["seed"] = str(seed)
+    return "twin://?" + "&".join(f"{k}={v}" for k, v in pairs.items())
+
+
+def build(args) -> Server:
+    """The server described by the command-line arguments (not yet serving)."""
+    plan = FaultPlan.parse(args.faults, seed=args.fault_seed) if args.faults else None
+    emulator = Emulator(twin_url(args.twin, args.seed), speed=args.speed, faults=plan)
+    server = Server(emulator)
+    if args.pty:
+        print(json.dumps({"pty": server.open_pty()}), flush=True)
+    else:
+        scheme, address, options = split(args.listen)
+        host, _, port = address.rpartition(":")
+        if scheme != "socket" or not port.isdigit() or options:
+            raise UrlError(f"--listen {args.listen!r} must be socket://HOST:PORT, e.g. socket://127.0.0.1:7001")
+        host, port = server.listen_tcp(host or "127.0.0.1", int(port))
+        print(json.dumps({"listening": f"socket://{host}:{port}"}), flush=True)
+    return server
+
+
+def _emulate(args) -> int:
+    server = build(args)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop_event.set())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        stats = {"commands": server.emulator.commands, "executed": server.emulator.executed,
+                 "faults": server.emulator.faults.counts}
+        print(json.dumps(stats), file=sys.stderr, flush=True)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``emulate`` to the ``pfmtwin`` command line."""
+    s = subparsers.add_parser("emulate", help="serve the twin over the wire protocol (TCP socket or pty)")
+    s.add_argument("--listen", default="socket://127.0.0.1:7001",
+                   help="socket://HOST:PORT to listen on (loopback unless told otherwise; port 0 picks one)")
+    s.add_argument("--pty", action="store_true", help="open a pseudo-terminal instead and print its path")
+    s.add_argument("--seed", type=int, default=None, help="the twin's seed (overrides seed= in --twin)")
+    s.add_argument("--speed", type=_speed, default=1.0,
+                   help="simulated seconds per wall second: 1 = real time, 100 = faster, 'max' = no waiting")
+    s.add_argument("--twin", default="", help="twin options as in twin:// URLs, e.g. 'grid=128&disorder=0.2'")
+    s.add_argument("--faults", default="", help="e.g. 'drop=0.01,corrupt=0.01,delay=0.002,disconnect_at=30'")
+    s.add_argument("--fault-seed", type=int, default=0, help="seed of the fault injection")
+    s.set_defaults(func=_emulate)

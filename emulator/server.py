@@ -1,0 +1,357 @@
+"""The emulator: a twin served over the wire protocol, on a TCP socket or a pseudo-terminal.
+
+The server is what the FPGA controller is to a client: it parses frames, enforces the hardware
+limits itself (a client that skipped validation gets a NAK and nothing happens), executes
+commands on the twin in real time (or scaled, or as fast as possible), streams scan lines as
+they are acquired, and answers a resent command (same client, same sequence number) from its
+cache instead of executing it again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import socket
+import threading
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import monotonic
+
+import simpy
+import simpy.rt
+
+from control import wire
+from control.errors import InvalidArgumentError, LimitError
+from control.limits import SafetyLimits
+from control.wire import Cmd, Nak
+from emulator.faults import FaultInjector, FaultPlan
+from twin.backend import open_twin
+from twin.instrument import TwinMicroscope
+
+#: How long one read waits before the loop checks for shutdown, s.
+POLL = 0.05
+
+
+class ScaledRealtime(simpy.rt.RealtimeEnvironment):
+    """simpy's real-time environment whose ``sync`` also moves the simulated reference time.
+
+    ``RealtimeEnvironment.sync`` resets only the wall-clock reference, so after the instrument
+    sat idle at simulated time t the next event would wait t * factor seconds. Here ``sync``
+    re-anchors both clocks at the current moment.
+    """
+
+    def sync(self) -> None:
+        self.env_start = self.now
+        self.real_start = monotonic()
+
+
+class LinkClosed(ConnectionError):
+    """The client went away."""
+
+
+class SocketLink:
+    """A connected TCP client."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def read(self, timeout: float) -> bytes:
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            data = self.sock.recv(1 << 16)
+        except OSError as exc:
+            raise LinkClosed(str(exc)) from None
+        if not data:
+            raise LinkClosed("client closed the connection")
+        return data
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise LinkClosed(str(exc)) from None
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+        self.sock.close()
+
+
+class PtyLink:
+    """The master side of a pseudo-terminal; clients open ``path`` as a serial port."""
+
+    def __init__(self) -> None:
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no CR/LF translation: a clean 8-bit line
+        self.path = os.ttyname(self._slave)
+
+    def read(self, timeout: float) -> bytes:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return b""
+        return os.read(self.master, 1 << 16)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select.select([], [self.master], [], 1.0)
+            if writable:
+                view = view[os.write(self.master, view) :]
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self._slave)
+
+
+@dataclass
+class _Cached:
+    """The last command of a client and every frame its answer took."""
+
+    seq: int
+    frames: list[bytes] = field(default_factory=list)
+
+
+class Emulator:
+    """One instrument (a twin on a simpy clock) answering wire-protocol frames.
+
+    Args:
+        twin_url: ``twin://?...`` URL of the twin behind the emulator.
+        speed: simulated seconds per wall second (1 = real time); ``None``: as fast as possible.
+        faults: fault plan (link and instrument faults); ``None``: a perfect link.
+        url: how clients reach this emulator (reported by IDENTIFY).
+    """
+
+    def __init__(self, twin_url: str, speed: float | None = None, faults: FaultPlan | None = None, url: str = "") -> None:
+        if speed is not None and not 0 < speed <= 1e6:
+            raise ValueError(f"speed={speed!r} must be in (0, 1e6] or None for as fast as possible")
+        self.speed = speed
+        self.env = simpy.Environment() if speed is None else ScaledRealtime(factor=1.0 / speed, strict=False)
+        self.twin: TwinMicroscope = open_twin(twin_url, env=self.env)
+        self.limits = SafetyLimits.from_hardware(self.twin.config.hardware)
+        self.faults = FaultInjector(faults or FaultPlan())
+        self.url = url
+        self.commands = 0
+        self.executed = 0
+        self._cache: dict[bytes, _Cached] = {}
+        self._lock = threading.Lock()
+
+    # -- serving one link ---------------------------------------------------------------------
+
+    def serve(self, link, stop: threading.Event) -> None:
+        """Answer frames on ``link`` until the client leaves or ``stop`` is set."""
+        decoder = wire.Decoder()
+        client: list[bytes | None] = [None]
+        try:
+            while not stop.is_set():
+                data = link.read(POLL)
+                if not data:
+                    continue
+                for item in decoder.feed(data):
+                    for frame in self._incoming(item):
+                        if not self._handle(frame, link, client):
+                            return
+        except LinkClosed:
+            return
+
+    def _incoming(self, item) -> list:
+        """Apply link faults to a received frame: lost, damaged (answered BAD_CRC) or doubled."""
+        if isinstance(item, wire.Damaged):
+            return [item] if item.kind == "crc" else []
+        raw = wire.encode(item.cmd, item.seq, item.payload)
+        out = []
+        for delivered in self.faults.frames(raw):
+            out.extend(wire.Decoder().feed(delivered))
+        return [x for x in out if isinstance(x, wire.Frame) or x.kind == "crc"]
+
+    def _send(self, link, frame: bytes) -> None:
+        if self.faults.plan.delay:
+            time.sleep(self.faults.plan.delay)  # fault injection: link latency
+        for delivered in self.faults.frames(frame):
+            link.write(delivered)
+
+    def _handle(self, frame, link, client: list) -> bool:
+        """Answer one frame; False if the link must be dropped."""
+        if isinstance(frame, wire.Damaged):
+            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(Nak.BAD_CRC, frame.cmd, "frame CRC mismatch; resend")))
+            return True
+        if frame.cmd == Cmd.IDENTIFY:
+            return self._identify(frame, link, client)
+        if client[0] is None:
+            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(
+                Nak.NOT_IDENTIFIED, frame.cmd, "send IDENTIFY first (protocol handshake)")))
+            return True
+        self.commands += 1
+        cached = self._cache.get(client[0])
+        if cached is not None and cached.seq == frame.seq:
+            for f in cached.frames:  # a resend: answer again, never execute twice
+                self._send(link, f)
+            return True
+        due = self.faults.scheduled(self.commands)
+        cached = self._cache[client[0]] = _Cached(frame.seq)
+        silent = bool(due & {"disconnect_at", "stall_at"})
+
+        def send(data: bytes) -> None:
+            cached.frames.append(data)
+            if not silent:
+                self._send(link, data)
+
+        if "drift_burst_at" in due:
+            self.twin.drift_burst()
+        if "tip_change_at" in due:
+            self.twin.blunt_tip()
+        self._execute(frame, send)
+        if "disconnect_at" in due:
+            return False
+        if "stall_at" in due:
+            time.sleep(self.faults.plan.stall)  # fault injection: the controller hangs, answer lost
+        return True
+
+    def _identify(self, frame, link, client: list) -> bool:
+        try:
+            major, _, client_id = wire.unpack_identify(frame.payload)
+        except wire.WireError as exc:
+            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(Nak.MALFORMED, frame.cmd, str(exc))))
+            return True
+        if major != wire.PROTOCOL_MAJOR:
+            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(
+                Nak.VERSION, frame.cmd, f"protocol {major}.x is not served; this emulator speaks {wire.PROTOCOL_MAJOR}.x")))
+            return True
+        client[0] = client_id
+        info = self.twin.info().to_dict()
+        info.update(backend="emulator", url=self.url, identity="pfmtwin emulator: " + info["identity"])
+        info["options"]["speed"] = self.speed if self.speed is not None else "max"
+        self._send(link, wire.encode(Cmd.ACK, frame.seq, wire.pack_json(info)))
+        return True
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def _execute(self, frame, send: Callable[[bytes], None]) -> None:
+        seq, cmd = frame.seq, frame.cmd
+        try:
+            if cmd == Cmd.NOW:
+                send(wire.encode(Cmd.ACK, seq, wire.pack_f64(self.twin.now())))
+                return
+            if cmd == Cmd.BYE:
+                send(wire.encode(Cmd.ACK, seq))
+                return
+            if cmd not in (Cmd.MOVE, Cmd.SCAN, Cmd.PULSE):
+                send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.UNKNOWN_COMMAND, cmd, f"command 0x{cmd:02x} is not known")))
+                return
+            if isinstance(self.env, ScaledRealtime):
+                self.env.sync()
+            if cmd == Cmd.MOVE:
+                x, y, speed = wire.unpack_move(frame.payload)
+                x, y = self.limits.check_position(x, y)
+                self.twin.move_tip(x, y, self.limits.check_speed(speed))
+                self.executed += 1
+                send(wire.encode(Cmd.ACK, seq, wire.pack_f64(self.twin.now())))
+            elif cmd == Cmd.PULSE:
+                x, y, amplitude, width = wire.unpack_pulse(frame.payload)
+                x, y = self.limits.check_position(x, y, what="pulse position")
+                amplitude, width = self.limits.check_pulse(amplitude, width)
+                record = self.twin.apply_pulse(x, y, amplitude, width)
+                self.executed += 1
+                send(wire.encode(Cmd.ACK, seq, wire.pack_record(record)))
+            else:
+                spec = wire.unpack_scan(frame.payload)
+                self.limits.check_scan(spec)
+                self.twin.on_line = lambda i, t, ch: send(wire.encode(Cmd.LINE, seq, wire.pack_line(i, t, ch)))
+                try:
+                    result = self.twin.scan(spec)
+                finally:
+                    self.twin.on_line = None
+                self.executed += 1
+                send(wire.encode(Cmd.ACK, seq, wire.pack_scan_done(spec.shape[0], self.twin.now())))
+                del result
+        except (LimitError, InvalidArgumentError) as exc:
+            send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.OUT_OF_RANGE, cmd, str(exc))))
+        except wire.WireError as exc:
+            send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.MALFORMED, cmd, str(exc))))
+
+
+class Server:
+    """Serves an :class:`Emulator` to one client at a time; a second concurrent client gets BUSY.
+
+    Args:
+        emulator: the instrument to serve.
+    """
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.stop_event = threading.Event()
+        self._listener: socket.socket | None = None
+        self._busy = threading.Event()
+        self._clients: queue.Queue = queue.Queue()
+        self.pty: PtyLink | None = None
+
+    def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Bind and listen; return the (host, port) bound (port 0 picks a free one)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(4)
+        self._listener = listener
+        address = listener.getsockname()[:2]
+        self.emulator.url = f"socket://{address[0]}:{address[1]}"
+        threading.Thread(target=self._accept, name="emulator-accept", daemon=True).start()
+        return address
+
+    def open_pty(self) -> str:
+        """Open a pseudo-terminal; return the path clients open as a serial port."""
+        self.pty = PtyLink()
+        self.emulator.url = self.pty.path
+        return self.pty.path
+
+    def _accept(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                ready, _, _ = select.select([self._listener], [], [], POLL)
+                if not ready:
+                    continue
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._busy.is_set() or not self._clients.empty():
+                link = SocketLink(sock)
+                try:
+                    link.write(wire.encode(Cmd.NAK, 0, wire.pack_nak(
+                        Nak.BUSY, 0, "BUSY: another client is connected; the emulator serves one client at a time")))
+                except LinkClosed:
+                    pass
+                link.close()
+            else:
+                self._busy.set()
+                self._clients.put(sock)
+
+    def serve_forever(self) -> None:
+        """Serve clients one after another until :meth:`shutdown`."""
+        if self.pty is not None:
+            self.emulator.serve(self.pty, self.stop_event)
+            return
+        while not self.stop_event.is_set():
+            try:
+                sock = self._clients.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            link = SocketLink(sock)
+            try:
+                self.emulator.serve(link, self.stop_event)
+            finally:
+                link.close()
+                self._busy.clear()
+
+    def shutdown(self) -> None:
+        """Stop serving and release the socket or pty."""
+        self.stop_event.set()
+        if self._listener is not None:
+            self._listener.close()
+        if self.pty is not None:
+            self.pty.close()
