@@ -69,7 +69,11 @@ class SerialClient:
         self._port: serial.SerialBase | None = None
         self._decoder = wire.Decoder()
         self._open()
-        self._info = self._identify()
+        try:
+            self._info = self._identify()
+        except BaseException:
+            self._close_port()
+            raise
         self._speed = self._info.options.get("speed", 1.0)
 
     # -- link -----------------------------------------------------------------------------------
@@ -81,12 +85,25 @@ class SerialClient:
             raise TransportError(f"cannot open {self.url!r}: {exc}; is the instrument (or emulator) running there?") from None
         self._decoder = wire.Decoder()
 
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is None:
+            return
+        sock = getattr(port, "_socket", None)
+        if sock is not None:
+            # pyserial 3.5's socket:// close() leaks the socket when shutdown() fails (peer already
+            # gone) and then sleeps 0.3 s; close the socket ourselves and mark the port closed.
+            sock.close()
+            port._socket = None
+            port.is_open = False
+            return
+        try:
+            port.close()
+        except (serial.SerialException, OSError):
+            pass  # the link is already gone; nothing left to release
+
     def _reconnect(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            except (serial.SerialException, OSError):
-                pass  # the link is already gone
+        self._close_port()
         self._open()
         self.stats["reconnected"] += 1
         self._identify()
@@ -117,10 +134,13 @@ class SerialClient:
         scale = 0.0 if getattr(self, "_speed", 1.0) == "max" else 1.0 / float(getattr(self, "_speed", 1.0))
         got: set[int] = set()
         reconnects = 0
+        lost = ""
         last_error = "no answer"
         attempt = 0
         while attempt <= self.retries:
             try:
+                if self._port is None:
+                    raise serial.SerialException("the link is closed")
                 self._port.write(frame)
                 wait = self.timeout + duration * scale
                 clock = _Deadline(wait)
@@ -162,14 +182,18 @@ class SerialClient:
             except (serial.SerialException, OSError) as exc:
                 if isinstance(exc, TransportError):
                     raise
+                if self._port is not None or reconnects == 0:
+                    lost = str(exc)  # why the link went down, not why reopening it failed
                 if reconnects >= self.reconnects:
                     raise TransportError(
-                        f"lost the link to {self.url!r} ({exc}) and could not restore it in {self.reconnects} attempts"
+                        f"lost the link to {self.url!r} ({lost}) and could not restore it in {self.reconnects} "
+                        f"attempt(s) ({last_error}); check that the instrument or emulator is still running"
                     ) from None
                 reconnects += 1
                 try:
                     self._reconnect()
-                except TransportError:
+                except TransportError as again:
+                    last_error = str(again)
                     continue
                 last_error = f"link lost ({exc})"
                 continue  # resend the same frame: the instrument answers a resend from its cache
@@ -235,8 +259,7 @@ class SerialClient:
         except (TransportError, InstrumentError):
             pass  # closing anyway
         finally:
-            self._port.close()
-            self._port = None
+            self._close_port()
 
 
 class _Deadline:

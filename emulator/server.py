@@ -188,12 +188,12 @@ class Emulator:
             self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(
                 Nak.NOT_IDENTIFIED, frame.cmd, "send IDENTIFY first (protocol handshake)")))
             return True
-        self.commands += 1
         cached = self._cache.get(client[0])
         if cached is not None and cached.seq == frame.seq:
             for f in cached.frames:  # a resend: answer again, never execute twice
                 self._send(link, f)
             return True
+        self.commands += 1  # new commands only: fault schedules count these
         due = self.faults.scheduled(self.commands)
         cached = self._cache[client[0]] = _Cached(frame.seq)
         silent = bool(due & {"disconnect_at", "stall_at"})
@@ -275,6 +275,8 @@ class Emulator:
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.OUT_OF_RANGE, cmd, str(exc))))
         except wire.WireError as exc:
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.MALFORMED, cmd, str(exc))))
+        except Exception as exc:  # a bug must not take the instrument down: report it to the client
+            send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.INTERNAL, cmd, f"{type(exc).__name__}: {exc}")))
 
 
 class Server:
@@ -334,7 +336,10 @@ class Server:
     def serve_forever(self) -> None:
         """Serve clients one after another until :meth:`shutdown`."""
         if self.pty is not None:
-            self.emulator.serve(self.pty, self.stop_event)
+            try:
+                self.emulator.serve(self.pty, self.stop_event)
+            finally:
+                self.pty.close()
             return
         while not self.stop_event.is_set():
             try:
@@ -345,13 +350,11 @@ class Server:
             try:
                 self.emulator.serve(link, self.stop_event)
             finally:
+                self._busy.clear()  # before closing: a client reconnecting at once must not see BUSY
                 link.close()
-                self._busy.clear()
 
     def shutdown(self) -> None:
         """Stop serving and release the socket or pty."""
-        self.stop_event.set()
+        self.stop_event.set()  # serve_forever notices within POLL s and closes a pty itself
         if self._listener is not None:
             self._listener.close()
-        if self.pty is not None:
-            self.pty.close()

@@ -17,3 +17,45 @@ import pytest  # noqa: E402
 def small_twin_url() -> str:
     """A 64 x 64 twin film, fast to build."""
     return SMALL_TWIN.format(seed=3)
+
+
+class RunningEmulator:
+    """An emulator served from a thread of this process on a real loopback socket (or pty)."""
+
+    def __init__(self, twin_options: str, speed: float | None = None, faults: str = "", pty: bool = False):
+        import threading
+
+        from emulator.faults import FaultPlan
+        from emulator.server import Emulator, Server
+
+        plan = FaultPlan.parse(faults, seed=1) if faults else None
+        self.server = Server(Emulator("twin://?" + twin_options, speed=speed, faults=plan))
+        if pty:
+            self.url = self.server.open_pty()
+        else:
+            host, port = self.server.listen_tcp("127.0.0.1", 0)
+            self.url = f"socket://{host}:{port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def emulator(self):
+        return self.server.emulator
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def emulators():
+    """Factory: ``emulators("seed=3&grid=64", speed=None, faults="")`` -> a running emulator."""
+    started: list[RunningEmulator] = []
+
+    def start(twin_options: str, **kwargs) -> RunningEmulator:
+        started.append(RunningEmulator(twin_options, **kwargs))
+        return started[-1]
+
+    yield start
+    for e in started:
+        e.stop()

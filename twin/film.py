@@ -204,7 +204,7 @@ class Film:
         u = self.u[np.ix_(rows, cols)]
         drive = self.tip_field(rho, abs(bias)) + target * self.random_field[np.ix_(rows, cols)]
         velocity = p.creep.velocity(drive)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # v -> 0 far out: slowness -> inf
             slowness = np.where(velocity > 0, 1.0 / velocity, np.inf)
         favoured = u * target > 0
         start = np.where(favoured, 0.0, np.inf)

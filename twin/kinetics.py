@@ -60,7 +60,8 @@ class CreepLaw:
         e = np.asarray(field, dtype=np.float64)
         out = np.zeros_like(e)
         pos = e > 0
-        out[pos] = self.v0 * np.exp(-np.power(self.creep_field / e[pos], self.exponent))
+        with np.errstate(over="ignore"):  # vanishing fields: the exponent overflows to inf, v to 0
+            out[pos] = self.v0 * np.exp(-np.power(self.creep_field / e[pos], self.exponent))
         return out
 
     def nucleation_delay(self, field: float) -> float:

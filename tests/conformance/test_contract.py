@@ -1,4 +1,4 @@
-"""The contract, checked the same way on every backend URL (the emulator joins in its issue)."""
+"""The contract, checked the same way on every backend: the twin in process and the emulator."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from control import InvalidArgumentError, LimitError, ScanSpec
 
 from ..conftest import SMALL_TWIN
 
-BACKENDS = [SMALL_TWIN.format(seed=5)]
+OPTIONS = "seed=5&grid=64&field=5e-7"
 
 SPEC = ScanSpec(center=(0.25e-6, 0.25e-6), size=(0.4e-6, 0.4e-6), pixels=(32, 16), line_rate=2.0)
 
@@ -30,12 +30,20 @@ BAD_COMMANDS = [
 ]
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request) -> str:
-    return request.param
+@pytest.fixture(params=["twin", "emulator"])
+def new_url(request, emulators):
+    """Factory of URLs of fresh, identical instruments of one backend kind."""
+
+    def make() -> str:
+        if request.param == "twin":
+            return "twin://?" + OPTIONS
+        return emulators(OPTIONS).url
+
+    return make
 
 
-def test_info_describes_the_instrument(url):
+def test_info_describes_the_instrument(new_url):
+    url = new_url()
     with control.connect(url) as scope:
         info = scope.info()
         assert info.protocol_version == control.PROTOCOL_VERSION
@@ -47,8 +55,8 @@ def test_info_describes_the_instrument(url):
 
 
 @pytest.mark.parametrize(("verb", "args", "error", "match"), BAD_COMMANDS)
-def test_bad_input_is_refused_and_nothing_happens(url, verb, args, error, match):
-    with control.connect(url) as touched, control.connect(url) as pristine:
+def test_bad_input_is_refused_and_nothing_happens(new_url, verb, args, error, match):
+    with control.connect(new_url()) as touched, control.connect(new_url()) as pristine:
         before = touched.now()
         with pytest.raises(error, match=match):
             getattr(touched, verb)(*args)
@@ -59,9 +67,9 @@ def test_bad_input_is_refused_and_nothing_happens(url, verb, args, error, match)
         assert touched.now() == pristine.now()
 
 
-def test_same_url_same_commands_same_bytes(url):
+def test_same_url_same_commands_same_bytes(new_url):
     def session():
-        with control.connect(url) as scope:
+        with control.connect(new_url()) as scope:
             first = scope.scan(SPEC)
             record = scope.apply_pulse(0.2e-6, 0.25e-6, 7.74, 0.25e-3)
             second = scope.scan(SPEC)
@@ -77,8 +85,8 @@ def test_same_url_same_commands_same_bytes(url):
     assert not np.array_equal(a.amplitude, b.amplitude), "another seed must give another image"
 
 
-def test_scan_shapes_units_and_timing(url):
-    with control.connect(url) as scope:
+def test_scan_shapes_units_and_timing(new_url):
+    with control.connect(new_url()) as scope:
         start = scope.now()
         result = scope.scan(SPEC)
         assert set(result.channels) == {"height", "amplitude", "phase"}
@@ -105,8 +113,8 @@ def test_scan_shapes_units_and_timing(url):
         assert spiral.amplitude.shape == (8, 64)
 
 
-def test_pulses_are_quantized_to_the_fpga_clock(url):
-    with control.connect(url) as scope:
+def test_pulses_are_quantized_to_the_fpga_clock(new_url):
+    with control.connect(new_url()) as scope:
         hw = scope.info().hardware
         for amplitude, width in ((7.74, 0.25e-3), (-3.3, 1.23456789e-5), (10.0, 1e-6)):
             before = scope.now()
@@ -119,8 +127,8 @@ def test_pulses_are_quantized_to_the_fpga_clock(url):
             assert scope.now() >= record.end
 
 
-def test_moving_the_tip_takes_distance_over_speed(url):
-    with control.connect(url) as scope:
+def test_moving_the_tip_takes_distance_over_speed(new_url):
+    with control.connect(new_url()) as scope:
         scope.move_tip(0.1e-6, 0.1e-6)
         t0 = scope.now()
         scope.move_tip(0.4e-6, 0.5e-6, speed=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,4 +78,4 @@ def test_the_layering_contract_holds():
     exe = Path(sys.executable).with_name("lint-imports")
     run = subprocess.run([str(exe)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "Contracts: 2 kept, 0 broken." in run.stdout
+    assert re.search(r"Contracts: [1-9]\d* kept, 0 broken\.", run.stdout)
