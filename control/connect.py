@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from importlib.metadata import entry_points
 
-from control.contract import Backend, InstrumentInfo, PulseRecord, ScanResult, ScanSpec
+from control.contract import Backend, InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, InvalidArgumentError, UrlError
 from control.limits import SafetyLimits
 from control.urls import split
@@ -105,13 +105,19 @@ class Guarded:
         xf, yf = self._limits.check_position(x, y)
         backend.move_tip(xf, yf, self._limits.check_speed(speed))
 
-    def scan(self, spec: ScanSpec) -> ScanResult:
-        """Acquire an image described by ``spec``."""
+    def scan(self, spec: ScanSpec, *, on_line: LineCallback | None = None) -> ScanResult:
+        """Acquire an image described by ``spec``.
+
+        Args:
+            spec: what to acquire.
+            on_line: called with (index, start time, channels of that line) as each line
+                arrives, in instrument time (for live display or early stopping of analysis).
+        """
         backend = self._live()
         if not isinstance(spec, ScanSpec):
             raise InvalidArgumentError(f"spec={spec!r} is a {type(spec).__name__}; pass a control.ScanSpec")
         self._limits.check_scan(spec)
-        return backend.scan(spec)
+        return backend.scan(spec, on_line)
 
     def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
         """Move to (x, y), m, and apply a bias pulse of ``amplitude`` V for ``width`` s."""

@@ -50,7 +50,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from control.contract import InstrumentInfo, Microscope, PulseRecord, ScanResult, ScanSpec
+from control.contract import InstrumentInfo, LineCallback, Microscope, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, InvalidArgumentError, PfmTwinError, RecordingError
 
 FORMAT = "pfmtwin.session"
@@ -369,9 +369,9 @@ class Recorder:
             "move_tip", {"x": x, "y": y, "speed": speed}, lambda: self._scope.move_tip(x, y, speed=speed)
         )
 
-    def scan(self, spec: ScanSpec) -> ScanResult:
-        """Acquire an image described by ``spec`` and record it."""
-        return self._call("scan", {"spec": spec}, lambda: self._scope.scan(spec))
+    def scan(self, spec: ScanSpec, *, on_line: LineCallback | None = None) -> ScanResult:
+        """Acquire an image described by ``spec`` and record it (``on_line`` as in ``Guarded.scan``)."""
+        return self._call("scan", {"spec": spec}, lambda: self._scope.scan(spec, on_line=on_line))
 
     def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
         """Move to (x, y), m, and apply a bias pulse of ``amplitude`` V for ``width`` s."""

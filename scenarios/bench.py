@@ -7,6 +7,8 @@ import platform
 import statistics
 import time
 
+import numpy as np
+
 import control
 
 
@@ -46,3 +48,74 @@ def bench_twin(url: str = "twin://?seed=7", repeat: int = 10) -> dict:
         "repeat": repeat,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
+
+
+class _Emulator:
+    """``pfmtwin emulate`` in a subprocess, as a user starts it; stopped on exit."""
+
+    def __init__(self, *args: str) -> None:
+        import json
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scenarios.cli", "emulate", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise control.InstrumentError(f"pfmtwin emulate {' '.join(args)} did not start")
+        announced = json.loads(line)
+        self.url = announced.get("listening") or announced["pty"]
+
+    def __enter__(self) -> _Emulator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _round_trips(url: str, count: int) -> dict:
+    with control.connect(url) as scope:
+        for _ in range(20):
+            scope.now()
+        times = sorted(_times(scope.now, count))
+    return {"median_s": round(statistics.median(times), 7), "p99_s": round(times[int(0.99 * (count - 1))], 7)}
+
+
+def bench_emulator(url: str = "twin://?seed=7", repeat: int = 5) -> dict:
+    """Round trips over socket and pty, the cost of moving an image, real-time lag per line."""
+    twin_options = url.partition("?")[2]
+    spec = control.ScanSpec(center=(1e-6, 1e-6), size=(1e-6, 1e-6), pixels=(256, 256), line_rate=1.0)
+    with control.connect(url) as scope:
+        scope.scan(spec)
+        in_process = statistics.median(_times(lambda: scope.scan(spec), repeat))
+    out: dict = {"benchmark": "emulator", "twin": twin_options}
+    with _Emulator("--listen", "socket://127.0.0.1:0", "--speed", "max", "--twin", twin_options) as emu:
+        out["round_trip_socket"] = _round_trips(emu.url, 1000)
+        with control.connect(emu.url) as scope:
+            scope.scan(spec)
+            over_socket = statistics.median(_times(lambda: scope.scan(spec), repeat))
+    with _Emulator("--pty", "--speed", "max", "--twin", twin_options) as emu:
+        out["round_trip_pty"] = _round_trips(emu.url, 1000)
+    out["scan_256x256_in_process_s"] = round(in_process, 5)
+    out["scan_256x256_over_socket_s"] = round(over_socket, 5)
+    out["image_transfer_s"] = round(over_socket - in_process, 5)
+
+    lines = 10
+    with _Emulator("--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", twin_options) as emu:
+        with control.connect(emu.url) as scope:
+            line_spec = control.ScanSpec(center=(1e-6, 1e-6), size=(1e-6, 1e-6), pixels=(256, lines), line_rate=1.0)
+            xs, ys = line_spec.positions()
+            scope.move_tip(float(xs[0, 0]), float(ys[0, 0]))  # so no approach move falls inside the timing
+            arrivals = []
+            start_instrument = scope.now()
+            start_wall = time.monotonic()
+            result = scope.scan(line_spec, on_line=lambda i, t, ch: arrivals.append(time.monotonic()))
+    due = start_wall + (result.line_times + 1.0 / line_spec.line_rate - start_instrument)
+    lag = np.array(arrivals) - due
+    out["realtime_lag_per_line_s"] = {"median": round(float(np.median(lag)), 5), "max": round(float(lag.max()), 5),
+                                      "lines": lines, "line_rate_hz": 1.0, "speed": 1}
+    out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    return out

@@ -45,9 +45,9 @@ def _demo(args) -> int:
 
 
 def _bench(args) -> int:
-    from scenarios.bench import bench_twin
+    from scenarios.bench import bench_emulator, bench_twin
 
-    benches = {"twin": bench_twin}
+    benches = {"twin": bench_twin, "emulator": bench_emulator}
     print(json.dumps(benches[args.what](url=args.url, repeat=args.repeat)))
     return 0
 
@@ -89,9 +89,9 @@ def parser() -> argparse.ArgumentParser:
         ep.load()(sub)
 
     s = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    s.add_argument("what", choices=("twin",))
+    s.add_argument("what", choices=("twin", "emulator"))
     s.add_argument("--url", default="twin://?seed=7")
-    s.add_argument("--repeat", type=int, default=10)
+    s.add_argument("--repeat", type=int, default=5)
     s.set_defaults(func=_bench)
     return p
 

@@ -95,9 +95,9 @@ class TwinMicroscope:
         """Move the tip to (x, y) m at ``speed`` m/s."""
         self._run(self._move(x, y, speed))
 
-    def scan(self, spec: ScanSpec) -> ScanResult:
-        """Acquire an image; lines are produced in instrument time (see ``on_line``)."""
-        return self._run(self._scan(spec))
+    def scan(self, spec: ScanSpec, on_line: LineHook | None = None) -> ScanResult:
+        """Acquire an image; each line is handed to ``on_line`` (and ``self.on_line``) when acquired."""
+        return self._run(self._scan(spec, on_line))
 
     def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
         """Move to (x, y) and emit a bias pulse; return what the FPGA emitted."""
@@ -138,7 +138,7 @@ class TwinMicroscope:
         dx, dy = self.scanner.offset(t)
         return x + dx - self.config.origin[0], y + dy - self.config.origin[1]
 
-    def _scan(self, spec: ScanSpec) -> Generator:
+    def _scan(self, spec: ScanSpec, on_line: LineHook | None = None) -> Generator:
         xs, ys = spec.positions()
         ny, nx = spec.shape
         yield from self._move(xs[0, 0], ys[0, 0], self.config.hardware.tip_speed_max)
@@ -154,8 +154,9 @@ class TwinMicroscope:
                 channels[f"{name}_retrace"] = values
         for i in range(ny):
             yield self.env.timeout(per_line)
-            if self.on_line is not None:
-                self.on_line(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
+            for hook in (self.on_line, on_line):
+                if hook is not None:
+                    hook(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
         self.scanner.commanded = np.array([xs[-1, -1], ys[-1, -1]])
         return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=line_times)
 

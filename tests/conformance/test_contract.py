@@ -135,3 +135,14 @@ def test_moving_the_tip_takes_distance_over_speed(new_url):
         assert scope.now() - t0 == pytest.approx(0.5, rel=1e-9)  # 0.5 um at 1 um/s
         with pytest.raises(LimitError, match=r"speed=1\.0 m/s is outside"):
             scope.move_tip(0.1e-6, 0.1e-6, speed=1.0)
+
+
+def test_lines_are_handed_over_as_they_arrive(new_url):
+    seen = []
+    with control.connect(new_url()) as scope:
+        result = scope.scan(SPEC, on_line=lambda i, t, ch: seen.append((i, t, ch)))
+    assert [i for i, _, _ in seen] == list(range(SPEC.shape[0]))
+    assert [t for _, t, _ in seen] == list(result.line_times)
+    for i, _, channels in seen:
+        for name, row in channels.items():
+            assert row.tobytes() == result.channels[name][i].tobytes()

@@ -52,7 +52,7 @@ class FakeBackend:
     def move_tip(self, x: float, y: float, speed: float) -> None:
         self._t += 1e-3
 
-    def scan(self, spec: ScanSpec) -> ScanResult:
+    def scan(self, spec: ScanSpec, on_line=None) -> ScanResult:
         x, y = (p + self._jitter * self._rng.normal(size=spec.shape) for p in spec.positions())
         names = ["height", "amplitude", "phase"]
         if spec.retrace:

@@ -79,3 +79,12 @@ def test_the_layering_contract_holds():
     run = subprocess.run([str(exe)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"Contracts: [1-9]\d* kept, 0 broken\.", run.stdout)
+
+
+def test_bench_emulator_prints_round_trips_and_lag():
+    run = pfmtwin("bench", "emulator", "--url", SMALL_TWIN.format(seed=1), "--repeat", "1")
+    out = json.loads(run.stdout)
+    for key in ("round_trip_socket", "round_trip_pty"):
+        assert 0 < out[key]["median_s"] <= out[key]["p99_s"]
+    assert out["realtime_lag_per_line_s"]["lines"] == 10
+    assert out["realtime_lag_per_line_s"]["median"] > -0.05, "a line cannot arrive before it is acquired"
