@@ -25,7 +25,8 @@ def backends() -> dict[str, object]:
 
 
 def _is_device(url: str) -> bool:
-    return isinstance(url, str) and "://" not in url and (url.startswith("/dev/") or url.upper().startswith("COM"))
+    """A serial device path (``/dev/ttyUSB0``, a pty or socat link such as ``/tmp/ttyV0``) or ``COM3``."""
+    return isinstance(url, str) and "://" not in url and (url.startswith("/") or url.upper().startswith("COM"))
 
 
 def open_backend(url: str) -> Backend:

@@ -14,11 +14,13 @@ answers, reconnects after a lost link, and raises ``TransportError`` when the in
 from __future__ import annotations
 
 import math
+import pkgutil
 import uuid
 from collections.abc import Callable
 
 import numpy as np
 import serial
+import serial.urlhandler
 
 from control import wire
 from control.contract import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
@@ -27,8 +29,13 @@ from control.hardware import HardwareSpec
 from control.limits import SafetyLimits
 from control.wire import Cmd, Nak
 
-#: Schemes pyserial opens (``serial.protocol_handler_packages``); device paths have none.
-SERIAL_SCHEMES = frozenset({"socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110"})
+#: Schemes pyserial opens: its ``serial.urlhandler.protocol_<scheme>`` modules.
+SERIAL_SCHEMES = frozenset(
+    m.name.removeprefix("protocol_") for m in pkgutil.iter_modules(serial.urlhandler.__path__)
+    if m.name.startswith("protocol_")
+)
+#: One read waits at most this long, so deadlines are checked often enough, s.
+READ_CHUNK = 0.05
 
 
 def _info_from_dict(d: dict) -> InstrumentInfo:
@@ -66,6 +73,9 @@ class SerialClient:
         self.client_id = uuid.uuid4().bytes  # a link identity, not simulation randomness
         self.stats = {"resent": 0, "damaged": 0, "reconnected": 0, "stale": 0}
         self._seq = 0
+        self._speed: float | str = 1.0  # until IDENTIFY tells the instrument's speed factor
+        self._boot_id: str | None = None
+        self._info_boot: str | None = None
         self._port: serial.SerialBase | None = None
         self._decoder = wire.Decoder()
         self._open()
@@ -75,12 +85,13 @@ class SerialClient:
             self._close_port()
             raise
         self._speed = self._info.options.get("speed", 1.0)
+        self._boot_id = self._info_boot
 
     # -- link -----------------------------------------------------------------------------------
 
     def _open(self) -> None:
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.05, write_timeout=5.0)
+            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_CHUNK, write_timeout=5.0)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportError(f"cannot open {self.url!r}: {exc}; is the instrument (or emulator) running there?") from None
         self._decoder = wire.Decoder()
@@ -112,94 +123,119 @@ class SerialClient:
         self._seq = (self._seq + 1) & 0xFFFF or 1
         return self._seq
 
-    def _read_frames(self, deadline_wait: float) -> list:
-        """Frames and damage decoded from whatever arrives within ``deadline_wait`` s."""
-        port = self._port
-        port.timeout = max(0.0, min(deadline_wait, 0.25))
-        data = port.read(self._decoder.wanted)
+    def _read_frames(self) -> list:
+        """Frames and damage decoded from what arrives within one read timeout (``READ_CHUNK``)."""
+        data = self._port.read(self._decoder.wanted)
         return self._decoder.feed(data) if data else []
 
     def _identify(self) -> InstrumentInfo:
-        answer = self._exchange(Cmd.IDENTIFY, wire.pack_identify(self.client_id), duration=0.0)
-        return _info_from_dict(wire.unpack_json(answer))
+        answer = wire.unpack_json(self._exchange(Cmd.IDENTIFY, wire.pack_identify(self.client_id), duration=0.0))
+        self._info_boot = answer.get("boot_id")
+        return _info_from_dict(answer)
 
     # -- one command, exactly once ------------------------------------------------------------------
 
     def _exchange(self, cmd: int, payload: bytes, duration: float,
                   on_line: Callable[[int, float, dict], None] | None = None, lines: int = 0,
                   line_period: float = 0.0) -> bytes:
-        """Send a command and return its ACK payload; resend and reconnect as needed."""
+        """Send a command and return its ACK payload; resend and reconnect as needed.
+
+        A resend carries the same sequence number, so the instrument answers it from its cache
+        instead of executing the command again.
+        """
         seq = self._next_seq()
         frame = wire.encode(cmd, seq, payload)
-        scale = 0.0 if getattr(self, "_speed", 1.0) == "max" else 1.0 / float(getattr(self, "_speed", 1.0))
+        scale = 0.0 if self._speed == "max" else 1.0 / float(self._speed)
         got: set[int] = set()
-        reconnects = 0
-        lost = ""
-        last_error = "no answer"
-        attempt = 0
-        while attempt <= self.retries:
+        reconnects, resends = 0, 0
+        why = "no answer"
+        while True:
             try:
                 if self._port is None:
                     raise serial.SerialException("the link is closed")
                 self._port.write(frame)
-                wait = self.timeout + duration * scale
-                clock = _Deadline(wait)
-                while not clock.expired():
-                    for item in self._read_frames(clock.left()):
-                        if isinstance(item, wire.Damaged):
-                            self.stats["damaged"] += 1
-                            if item.kind == "crc" and item.seq == seq:
-                                clock.expire()  # our answer was damaged: resend now
-                            continue
-                        if item.seq != seq:
-                            if item.cmd == Cmd.NAK and item.seq == 0:
-                                code, _, message = wire.unpack_nak(item.payload)
-                                if code == Nak.BUSY:
-                                    raise InstrumentError(f"{self.url}: {message}")
-                            self.stats["stale"] += 1
-                            continue
-                        if item.cmd == Cmd.LINE:
-                            index, t, channels = wire.unpack_line(item.payload)
-                            if index not in got:
-                                got.add(index)
-                                if on_line is not None:
-                                    on_line(index, t, channels)
-                            clock = _Deadline(self.timeout + line_period * scale * 2)
-                        elif item.cmd == Cmd.ACK:
-                            if len(got) < lines:
-                                clock.expire()  # lines were lost: ask again, the answer is replayed
-                                last_error = f"{lines - len(got)} scan lines lost"
-                                break
-                            return item.payload
-                        elif item.cmd == Cmd.NAK:
-                            code, refused, message = wire.unpack_nak(item.payload)
-                            if code == Nak.BAD_CRC:
-                                clock.expire()
-                                last_error = "request damaged on the link"
-                                break
-                            self._raise(code, message)
-                last_error = last_error if last_error != "no answer" else f"no answer within {wait:.3g} s"
+                answer, why = self._await(seq, got, lines, on_line,
+                                          first=self.timeout + duration * scale,
+                                          between=self.timeout + 2 * line_period * scale)
+                if answer is not None:
+                    return answer
             except (serial.SerialException, OSError) as exc:
                 if isinstance(exc, TransportError):
                     raise
-                if self._port is not None or reconnects == 0:
-                    lost = str(exc)  # why the link went down, not why reopening it failed
                 if reconnects >= self.reconnects:
                     raise TransportError(
-                        f"lost the link to {self.url!r} ({lost}) and could not restore it in {self.reconnects} "
-                        f"attempt(s) ({last_error}); check that the instrument or emulator is still running"
+                        f"lost the link to {self.url!r} ({exc}) and could not restore it in {self.reconnects} "
+                        f"attempt(s) ({why}); {self._maybe_done(cmd)}check that the instrument is still running"
                     ) from None
                 reconnects += 1
-                try:
-                    self._reconnect()
-                except TransportError as again:
-                    last_error = str(again)
-                    continue
-                last_error = f"link lost ({exc})"
+                why = self._try_reconnect(cmd) or f"link lost ({exc})"
                 continue  # resend the same frame: the instrument answers a resend from its cache
-            attempt += 1
+            if resends >= self.retries:
+                raise TransportError(
+                    f"command 0x{cmd:02x} to {self.url!r} failed after {self.retries} resends ({why}); "
+                    f"{self._maybe_done(cmd)}check the link"
+                )
+            resends += 1
             self.stats["resent"] += 1
-        raise TransportError(f"command 0x{cmd:02x} to {self.url!r} failed after {self.retries} resends: {last_error}")
+
+    @staticmethod
+    def _maybe_done(cmd: int) -> str:
+        if cmd in (Cmd.MOVE, Cmd.SCAN, Cmd.PULSE):
+            return "the command may have been executed once: check the instrument (now(), a scan) before re-issuing it; "
+        return ""
+
+    def _try_reconnect(self, cmd: int) -> str:
+        """Reopen the link; return why that failed ("" if it worked).
+
+        Raises:
+            TransportError: the instrument restarted meanwhile, so a resend is not safe.
+        """
+        try:
+            self._reconnect()
+        except (TransportError, InstrumentError) as exc:  # refused, or BUSY while it finishes our command
+            self._close_port()
+            return str(exc)
+        if self._boot_id is not None and self._info_boot != self._boot_id:
+            raise TransportError(
+                f"{self.url!r} restarted while a command was in flight; {self._maybe_done(cmd)}"
+                "open a new connection"
+            )
+        return ""
+
+    def _await(self, seq: int, got: set[int], lines: int, on_line, first: float, between: float):
+        """Read until the answer to ``seq``; return (ACK payload or None to resend, why)."""
+        clock = _Deadline(first)
+        while not clock.expired():
+            for item in self._read_frames():
+                if isinstance(item, wire.Damaged):
+                    # A damaged answer of ours: keep listening. For a scan the ACK still comes
+                    # and tells us lines are missing; otherwise the deadline triggers the resend.
+                    self.stats["damaged"] += 1
+                    continue
+                if item.seq != seq:
+                    if item.cmd == Cmd.NAK and item.seq == 0:
+                        code, _, message = wire.unpack_nak(item.payload)
+                        if code == Nak.BUSY:
+                            raise InstrumentError(f"{self.url}: {message}")
+                    self.stats["stale"] += 1
+                    continue
+                if item.cmd == Cmd.LINE:
+                    index, t, channels = wire.unpack_line(item.payload)
+                    if index not in got:
+                        got.add(index)
+                        if on_line is not None:
+                            on_line(index, t, channels)
+                    clock = _Deadline(between)
+                elif item.cmd == Cmd.ACK:
+                    if len(got) < lines:
+                        return None, f"{lines - len(got)} scan lines lost"  # the resend replays them
+                    return item.payload, ""
+                elif item.cmd == Cmd.NAK:
+                    code, _, message = wire.unpack_nak(item.payload)
+                    if code == Nak.BAD_CRC:
+                        return None, "request damaged on the link"
+                    self._raise(code, message)
+        return None, f"no answer within {first:.3g} s"
 
     def _raise(self, code: int, message: str) -> None:
         if code == Nak.OUT_OF_RANGE:

@@ -6,21 +6,19 @@ import argparse
 import json
 import signal
 import sys
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from control.errors import UrlError
 from control.urls import split
 from emulator.faults import FaultPlan
-from emulator.server import Emulator, Server
+from emulator.server import Emulator, Server, parse_speed
 
 
 def _speed(text: str) -> float | None:
-    if text == "max":
-        return None
-    value = float(text)
-    if not 0 < value <= 1e6:
-        raise argparse.ArgumentTypeError(f"speed={text!r} must be a factor in (0, 1e6] or 'max'")
-    return value
+    try:
+        return parse_speed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def twin_url(twin_options: str, seed: int | None) -> str:
@@ -28,7 +26,7 @@ def twin_url(twin_options: str, seed: int | None) -> str:
     pairs = dict(parse_qsl(twin_options.lstrip("?"), keep_blank_values=True))
     if seed is not None:
         pairs["seed"] = str(seed)
-    return "twin://?" + "&".join(f"{k}={v}" for k, v in pairs.items())
+    return "twin://?" + urlencode(pairs)
 
 
 def build(args) -> Server:

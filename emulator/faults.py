@@ -4,7 +4,7 @@
 
 * ``drop``, ``corrupt``, ``duplicate``: probability per frame, in either direction, that the
   frame is lost, has one byte changed, or arrives twice;
-* ``delay``: extra latency per outgoing frame, s;
+* ``delay``: mean extra latency per outgoing frame, s (exponentially distributed, seeded);
 * ``disconnect_at``, ``stall_at``: command numbers (counted from 1, every request frame
   received) at which the server drops the link after executing the command, or executes it
   and stays silent for ``stall`` s (default 1 s); several may be given as ``30+90``;
@@ -109,6 +109,10 @@ class FaultInjector:
             self._count("duplicated")
             return [frame, frame]
         return [frame]
+
+    def delay(self) -> float:
+        """Latency to add to one outgoing frame, s: exponential with mean ``plan.delay`` (seeded)."""
+        return float(self.rng.exponential(self.plan.delay)) if self.plan.delay else 0.0
 
     def scheduled(self, command_number: int) -> set[str]:
         """Scheduled faults due at this command number."""

@@ -16,6 +16,8 @@ import socket
 import threading
 import time
 import tty
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import monotonic
@@ -33,6 +35,29 @@ from twin.instrument import TwinMicroscope
 
 #: How long one read waits before the loop checks for shutdown, s.
 POLL = 0.05
+#: A client that does not take an answer within this time is gone, s.
+WRITE_TIMEOUT = 5.0
+#: How long a new client waits for the previous one to leave before it is refused BUSY, s.
+BUSY_GRACE = 1.0
+#: Clients whose last answer is kept for resends (the oldest is forgotten first).
+CACHED_CLIENTS = 8
+
+
+def parse_speed(text: str) -> float | None:
+    """``--speed``: a factor in (0, 1e6] (1 = real time), or "max" (None: no waiting).
+
+    Raises:
+        ValueError: anything else, naming the value and the accepted form.
+    """
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1e6:
+        raise ValueError(f"speed={text!r} must be a factor in (0, 1e6] (1 = real time) or 'max'")
+    return value
 
 
 class ScaledRealtime(simpy.rt.RealtimeEnvironment):
@@ -47,6 +72,16 @@ class ScaledRealtime(simpy.rt.RealtimeEnvironment):
         self.env_start = self.now
         self.real_start = monotonic()
 
+    def catch_up(self) -> None:
+        """Let simulated time pass for the wall time spent idle since the last event, then sync.
+
+        The instrument does not stop while nobody talks to it: thermal drift goes on.
+        """
+        due = self.env_start + (monotonic() - self.real_start) / self.factor
+        if due > self.now:
+            self.run(until=due)
+        self.sync()
+
 
 class LinkClosed(ConnectionError):
     """The client went away."""
@@ -58,6 +93,15 @@ class SocketLink:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(WRITE_TIMEOUT)  # a client that stops reading cannot block the server
+
+    def peer_gone(self) -> bool:
+        """Whether the client has closed its end (it may still have a command in execution)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            return bool(readable) and self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):  # closed meanwhile
+            return True
 
     def read(self, timeout: float) -> bytes:
         ready, _, _ = select.select([self.sock], [], [], timeout)
@@ -91,20 +135,31 @@ class PtyLink:
     def __init__(self) -> None:
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no CR/LF translation: a clean 8-bit line
+        os.set_blocking(self.master, False)  # a full buffer must not block a write forever
         self.path = os.ttyname(self._slave)
 
     def read(self, timeout: float) -> bytes:
         ready, _, _ = select.select([self.master], [], [], timeout)
         if not ready:
             return b""
-        return os.read(self.master, 1 << 16)
+        try:
+            return os.read(self.master, 1 << 16)
+        except BlockingIOError:
+            return b""
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
+        deadline = monotonic() + WRITE_TIMEOUT
         while view:
-            _, writable, _ = select.select([], [self.master], [], 1.0)
+            _, writable, _ = select.select([], [self.master], [], 0.1)
             if writable:
-                view = view[os.write(self.master, view) :]
+                try:
+                    view = view[os.write(self.master, view) :]
+                except BlockingIOError:
+                    continue
+            elif monotonic() > deadline:
+                # Nobody reads the other end: drop what is pending, as a serial line would.
+                raise LinkClosed("no reader on the pty")
 
     def close(self) -> None:
         os.close(self.master)
@@ -117,6 +172,14 @@ class _Cached:
 
     seq: int
     frames: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class _Peer:
+    """The client on one link: its id once it has identified itself."""
+
+    link: object
+    client_id: bytes | None = None
 
 
 class Emulator:
@@ -138,17 +201,21 @@ class Emulator:
         self.limits = SafetyLimits.from_hardware(self.twin.config.hardware)
         self.faults = FaultInjector(faults or FaultPlan())
         self.url = url
+        # A new id at every start: a client that reconnects to a restarted instrument must not
+        # resend a command that the previous instance may have executed.
+        self.boot_id = uuid.uuid4().hex
         self.commands = 0
         self.executed = 0
-        self._cache: dict[bytes, _Cached] = {}
-        self._lock = threading.Lock()
+        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        self._stop: threading.Event | None = None
 
     # -- serving one link ---------------------------------------------------------------------
 
     def serve(self, link, stop: threading.Event) -> None:
         """Answer frames on ``link`` until the client leaves or ``stop`` is set."""
         decoder = wire.Decoder()
-        client: list[bytes | None] = [None]
+        peer = _Peer(link)
+        self._stop = stop
         try:
             while not stop.is_set():
                 data = link.read(POLL)
@@ -156,7 +223,7 @@ class Emulator:
                     continue
                 for item in decoder.feed(data):
                     for frame in self._incoming(item):
-                        if not self._handle(frame, link, client):
+                        if not self._handle(frame, peer):
                             return
         except LinkClosed:
             return
@@ -172,30 +239,40 @@ class Emulator:
         return [x for x in out if isinstance(x, wire.Frame) or x.kind == "crc"]
 
     def _send(self, link, frame: bytes) -> None:
-        if self.faults.plan.delay:
-            time.sleep(self.faults.plan.delay)  # fault injection: link latency
+        if self._stop is not None and self._stop.is_set():
+            raise LinkClosed("the emulator is shutting down")
+        delay = self.faults.delay()
+        if delay:
+            time.sleep(delay)  # fault injection: link latency
         for delivered in self.faults.frames(frame):
             link.write(delivered)
 
-    def _handle(self, frame, link, client: list) -> bool:
+    def _nak(self, link, frame, code: Nak, message: str) -> None:
+        self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(code, frame.cmd, message)))
+
+    def _handle(self, frame, peer: _Peer) -> bool:
         """Answer one frame; False if the link must be dropped."""
+        link = peer.link
         if isinstance(frame, wire.Damaged):
-            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(Nak.BAD_CRC, frame.cmd, "frame CRC mismatch; resend")))
+            self._nak(link, frame, Nak.BAD_CRC, "frame CRC mismatch; resend")
             return True
         if frame.cmd == Cmd.IDENTIFY:
-            return self._identify(frame, link, client)
-        if client[0] is None:
-            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(
-                Nak.NOT_IDENTIFIED, frame.cmd, "send IDENTIFY first (protocol handshake)")))
+            self._identify(frame, peer)
             return True
-        cached = self._cache.get(client[0])
+        if peer.client_id is None:
+            self._nak(link, frame, Nak.NOT_IDENTIFIED, "send IDENTIFY first (protocol handshake)")
+            return True
+        cached = self._cache.get(peer.client_id)
         if cached is not None and cached.seq == frame.seq:
             for f in cached.frames:  # a resend: answer again, never execute twice
                 self._send(link, f)
             return True
         self.commands += 1  # new commands only: fault schedules count these
         due = self.faults.scheduled(self.commands)
-        cached = self._cache[client[0]] = _Cached(frame.seq)
+        cached = self._cache[peer.client_id] = _Cached(frame.seq)
+        self._cache.move_to_end(peer.client_id)
+        while len(self._cache) > CACHED_CLIENTS:
+            self._cache.popitem(last=False)
         silent = bool(due & {"disconnect_at", "stall_at"})
 
         def send(data: bytes) -> None:
@@ -208,33 +285,37 @@ class Emulator:
         if "tip_change_at" in due:
             self.twin.blunt_tip()
         self._execute(frame, send)
+        if frame.cmd == Cmd.BYE:
+            self._cache.pop(peer.client_id, None)  # the client is done: forget its last answer
         if "disconnect_at" in due:
             return False
         if "stall_at" in due:
             time.sleep(self.faults.plan.stall)  # fault injection: the controller hangs, answer lost
         return True
 
-    def _identify(self, frame, link, client: list) -> bool:
+    def _identify(self, frame, peer: _Peer) -> None:
         try:
             major, _, client_id = wire.unpack_identify(frame.payload)
         except wire.WireError as exc:
-            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(Nak.MALFORMED, frame.cmd, str(exc))))
-            return True
+            self._nak(peer.link, frame, Nak.MALFORMED, str(exc))
+            return
         if major != wire.PROTOCOL_MAJOR:
-            self._send(link, wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(
-                Nak.VERSION, frame.cmd, f"protocol {major}.x is not served; this emulator speaks {wire.PROTOCOL_MAJOR}.x")))
-            return True
-        client[0] = client_id
+            self._nak(peer.link, frame, Nak.VERSION,
+                      f"protocol {major}.x is not served; this emulator speaks {wire.PROTOCOL_MAJOR}.x")
+            return
+        peer.client_id = client_id
         info = self.twin.info().to_dict()
         info.update(backend="emulator", url=self.url, identity="pfmtwin emulator: " + info["identity"])
         info["options"]["speed"] = self.speed if self.speed is not None else "max"
-        self._send(link, wire.encode(Cmd.ACK, frame.seq, wire.pack_json(info)))
-        return True
+        info["boot_id"] = self.boot_id
+        self._send(peer.link, wire.encode(Cmd.ACK, frame.seq, wire.pack_json(info)))
 
     # -- commands ---------------------------------------------------------------------------------
 
     def _execute(self, frame, send: Callable[[bytes], None]) -> None:
         seq, cmd = frame.seq, frame.cmd
+        if isinstance(self.env, ScaledRealtime):
+            self.env.catch_up()
         try:
             if cmd == Cmd.NOW:
                 send(wire.encode(Cmd.ACK, seq, wire.pack_f64(self.twin.now())))
@@ -245,8 +326,6 @@ class Emulator:
             if cmd not in (Cmd.MOVE, Cmd.SCAN, Cmd.PULSE):
                 send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.UNKNOWN_COMMAND, cmd, f"command 0x{cmd:02x} is not known")))
                 return
-            if isinstance(self.env, ScaledRealtime):
-                self.env.sync()
             if cmd == Cmd.MOVE:
                 x, y, speed = wire.unpack_move(frame.payload)
                 x, y = self.limits.check_position(x, y)
@@ -275,8 +354,12 @@ class Emulator:
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.OUT_OF_RANGE, cmd, str(exc))))
         except wire.WireError as exc:
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.MALFORMED, cmd, str(exc))))
+        except LinkClosed:
+            raise
         except Exception as exc:  # a bug must not take the instrument down: report it to the client
-            send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.INTERNAL, cmd, f"{type(exc).__name__}: {exc}")))
+            send(wire.encode(Cmd.NAK, seq, wire.pack_nak(
+                Nak.INTERNAL, cmd, f"the instrument failed while executing; the command may be partly done "
+                f"({type(exc).__name__}: {exc})")))
 
 
 class Server:
@@ -292,6 +375,8 @@ class Server:
         self._listener: socket.socket | None = None
         self._busy = threading.Event()
         self._clients: queue.Queue = queue.Queue()
+        self._current: SocketLink | None = None
+        self._acceptor: threading.Thread | None = None
         self.pty: PtyLink | None = None
 
     def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
@@ -303,7 +388,8 @@ class Server:
         self._listener = listener
         address = listener.getsockname()[:2]
         self.emulator.url = f"socket://{address[0]}:{address[1]}"
-        threading.Thread(target=self._accept, name="emulator-accept", daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="emulator-accept", daemon=True)
+        self._acceptor.start()
         return address
 
     def open_pty(self) -> str:
@@ -321,7 +407,7 @@ class Server:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
-            if self._busy.is_set() or not self._clients.empty():
+            if self._busy.is_set() and not self._previous_client_left():
                 link = SocketLink(sock)
                 try:
                     link.write(wire.encode(Cmd.NAK, 0, wire.pack_nak(
@@ -332,6 +418,20 @@ class Server:
             else:
                 self._busy.set()
                 self._clients.put(sock)
+
+    def _previous_client_left(self) -> bool:
+        """Whether the client being served is leaving (within ``BUSY_GRACE`` s) or has left.
+
+        A client that just closed may still have bytes in flight or a command in execution; a
+        successor that connects at once (a reconnect) must not be refused BUSY for that.
+        """
+        deadline = monotonic() + BUSY_GRACE
+        while monotonic() < deadline and not self.stop_event.is_set():
+            current = self._current
+            if not self._busy.is_set() or (current is not None and current.peer_gone()):
+                return self._clients.empty()
+            self.stop_event.wait(POLL)
+        return False
 
     def serve_forever(self) -> None:
         """Serve clients one after another until :meth:`shutdown`."""
@@ -346,15 +446,25 @@ class Server:
                 sock = self._clients.get(timeout=POLL)
             except queue.Empty:
                 continue
-            link = SocketLink(sock)
+            self._busy.set()
+            link = self._current = SocketLink(sock)
             try:
                 self.emulator.serve(link, self.stop_event)
             finally:
-                self._busy.clear()  # before closing: a client reconnecting at once must not see BUSY
+                self._current = None
+                if self._clients.empty():
+                    self._busy.clear()  # before closing: a client reconnecting at once must not see BUSY
                 link.close()
 
     def shutdown(self) -> None:
         """Stop serving and release the socket or pty."""
         self.stop_event.set()  # serve_forever notices within POLL s and closes a pty itself
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5)  # it stops within POLL s; then the port is free again
         if self._listener is not None:
             self._listener.close()
+        current = self._current
+        if current is not None:
+            current.close()  # unblocks a write to a client that stopped reading
+        while not self._clients.empty():
+            self._clients.get_nowait().close()

@@ -22,7 +22,8 @@ def small_twin_url() -> str:
 class RunningEmulator:
     """An emulator served from a thread of this process on a real loopback socket (or pty)."""
 
-    def __init__(self, twin_options: str, speed: float | None = None, faults: str = "", pty: bool = False):
+    def __init__(self, twin_options: str, speed: float | None = None, faults: str = "", pty: bool = False,
+                 port: int = 0):
         import threading
 
         from emulator.faults import FaultPlan
@@ -33,7 +34,7 @@ class RunningEmulator:
         if pty:
             self.url = self.server.open_pty()
         else:
-            host, port = self.server.listen_tcp("127.0.0.1", 0)
+            host, port = self.server.listen_tcp("127.0.0.1", port)
             self.url = f"socket://{host}:{port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -93,21 +93,24 @@ def test_the_emulator_enforces_the_limits_itself(emulators):
         (4, wire.pack_pulse(1e-7, 1e-7, float("nan"), 1e-3), "amplitude=nan is not finite"),
         (5, wire.pack_pulse(-1.0, 1e-7, 5.0, 1e-3), "pulse position: x=-1.0 m is outside"),
         (6, wire.pack_move(1e-7, 1e-7, 1.0), "speed=1.0 m/s is outside"),
+        (7, wire.pack_scan(ScanSpec(center=(2e-7, 2e-7), size=(2e-7, 2e-7), line_rate=50.0)), "line_rate=50.0 Hz"),
+        (8, wire.pack_scan(ScanSpec(center=(5e-8, 2e-7), size=(2e-7, 2e-7))), "scan x extent"),
     ):
-        raw.send(wire.encode(Cmd.PULSE if seq < 6 else Cmd.MOVE, seq, payload))
+        command = {6: Cmd.MOVE, 7: Cmd.SCAN, 8: Cmd.SCAN}.get(seq, Cmd.PULSE)
+        raw.send(wire.encode(command, seq, payload))
         code, _, message = wire.unpack_nak(raw.answer(seq).payload)
         assert code == Nak.OUT_OF_RANGE and match in message
     assert running.emulator.executed == 0 and running.emulator.twin.now() == 0.0
-    raw.send(wire.encode(0x33, 7))
-    assert wire.unpack_nak(raw.answer(7).payload)[0] == Nak.UNKNOWN_COMMAND
-    raw.send(wire.encode(Cmd.PULSE, 8, b"\x00" * 5))
-    assert wire.unpack_nak(raw.answer(8).payload)[0] == Nak.MALFORMED
+    raw.send(wire.encode(0x33, 9))
+    assert wire.unpack_nak(raw.answer(9).payload)[0] == Nak.UNKNOWN_COMMAND
+    raw.send(wire.encode(Cmd.PULSE, 10, b"\x00" * 5))
+    assert wire.unpack_nak(raw.answer(10).payload)[0] == Nak.MALFORMED
     # A resend (same client, same sequence number) is answered from the cache, not executed.
-    pulse = wire.encode(Cmd.PULSE, 9, wire.pack_pulse(2e-7, 2e-7, 7.0, 1e-3))
+    pulse = wire.encode(Cmd.PULSE, 11, wire.pack_pulse(2e-7, 2e-7, 7.0, 1e-3))
     raw.send(pulse)
-    first = raw.answer(9)
+    first = raw.answer(11)
     raw.send(pulse)
-    assert raw.answer(9) == first
+    assert raw.answer(11) == first
     assert running.emulator.executed == 1
     raw.close()
 
@@ -134,6 +137,19 @@ def test_lines_arrive_in_instrument_time_at_speed_1(emulators):
     assert len(arrivals) == 8
     assert arrivals[-1] >= 0.75
     assert arrivals[0] < arrivals[-1] - 0.4, "lines stream as they are acquired, not all at the end"
+
+
+def test_a_client_that_vanishes_mid_scan_cannot_hang_the_server(emulators):
+    running = emulators(OPTIONS, pty=True)
+    with open(running.url, "r+b", buffering=0) as tty:  # a client that asks and never reads
+        tty.write(wire.encode(Cmd.IDENTIFY, 1, wire.pack_identify(b"v" * 16)))
+        tty.write(wire.encode(Cmd.SCAN, 2, wire.pack_scan(ScanSpec(center=(2.5e-7, 2.5e-7), size=(4e-7, 4e-7),
+                                                                   pixels=(512, 512)))))
+    time.sleep(0.5)  # the server is now writing 512 lines that nobody reads
+    start = time.monotonic()
+    running.stop()
+    assert not running.thread.is_alive(), "the server must stop even while a client is not reading"
+    assert time.monotonic() - start < 8
 
 
 def test_emulate_command_serves_a_pty(reference, tmp_path):
