@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test setup bench clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@# Icarus Verilog runs the firmware testbenches (Debian's iverilog 11 works with cocotb 2.1).
+	command -v iverilog >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning]"

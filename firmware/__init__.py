@@ -1,0 +1,1 @@
+"""The FPGA controller: Verilog RTL, its spec header, cocotb testbenches and the simulator runner."""
