@@ -129,7 +129,10 @@ class SerialClient:
         return self._decoder.feed(data) if data else []
 
     def _identify(self) -> InstrumentInfo:
-        answer = wire.unpack_json(self._exchange(Cmd.IDENTIFY, wire.pack_identify(self.client_id), duration=0.0))
+        # No reconnects inside the handshake: it is itself part of (re)connecting.
+        answer = wire.unpack_json(
+            self._exchange(Cmd.IDENTIFY, wire.pack_identify(self.client_id), duration=0.0, reconnect=False)
+        )
         self._info_boot = answer.get("boot_id")
         return _info_from_dict(answer)
 
@@ -137,7 +140,7 @@ class SerialClient:
 
     def _exchange(self, cmd: int, payload: bytes, duration: float,
                   on_line: Callable[[int, float, dict], None] | None = None, lines: int = 0,
-                  line_period: float = 0.0) -> bytes:
+                  line_period: float = 0.0, reconnect: bool = True) -> bytes:
         """Send a command and return its ACK payload; resend and reconnect as needed.
 
         A resend carries the same sequence number, so the instrument answers it from its cache
@@ -162,7 +165,7 @@ class SerialClient:
             except (serial.SerialException, OSError) as exc:
                 if isinstance(exc, TransportError):
                     raise
-                if reconnects >= self.reconnects:
+                if not reconnect or reconnects >= self.reconnects:
                     raise TransportError(
                         f"lost the link to {self.url!r} ({exc}) and could not restore it in {self.reconnects} "
                         f"attempt(s) ({why}); {self._maybe_done(cmd)}check that the instrument is still running"

@@ -79,13 +79,16 @@ def run(
         build_args=build_args,
         timescale=("1ns", "1ps"),
     )
-    results = runner.test(
-        hdl_toplevel=toplevel,
-        test_module=testbench,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=dict(extra_env or {}),
-    )
+    try:
+        results = runner.test(
+            hdl_toplevel=toplevel,
+            test_module=testbench,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            extra_env=dict(extra_env or {}),
+        )
+    except SystemExit as exc:  # cocotb's runner exits on a failing test; report it as a test failure
+        raise AssertionError(f"{testbench} on {sim}: cocotb tests failed (exit {exc.code}); see {build_dir}") from None
     tests, failed = get_results(results)
     if tests == 0 or failed:
         raise AssertionError(f"{testbench} on {sim}: {failed} of {tests} cocotb tests failed (see {results})")
