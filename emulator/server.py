@@ -88,19 +88,20 @@ class LinkClosed(ConnectionError):
 
 
 class SocketLink:
-    """A connected TCP client."""
+    """A connected TCP client, on a non-blocking socket: no call here waits longer than asked."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(WRITE_TIMEOUT)  # a client that stops reading cannot block the server
+        sock.setblocking(False)
 
     def peer_gone(self) -> bool:
         """Whether the client has closed its end (it may still have a command in execution)."""
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-            return bool(readable) and self.sock.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):  # closed meanwhile
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:  # nothing to read: still there
+            return False
+        except (OSError, ValueError):  # reset, or closed meanwhile
             return True
 
     def read(self, timeout: float) -> bytes:
@@ -109,6 +110,8 @@ class SocketLink:
             return b""
         try:
             data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return b""
         except OSError as exc:
             raise LinkClosed(str(exc)) from None
         if not data:
@@ -116,10 +119,19 @@ class SocketLink:
         return data
 
     def write(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from None
+        view = memoryview(data)
+        deadline = monotonic() + WRITE_TIMEOUT  # a client that stops reading cannot block the server
+        while view:
+            try:
+                _, writable, _ = select.select([], [self.sock], [], 0.1)
+                if writable:
+                    view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError) as exc:
+                raise LinkClosed(str(exc)) from None
+            if view and monotonic() > deadline:
+                raise LinkClosed(f"the client took nothing for {WRITE_TIMEOUT} s")
 
     def close(self) -> None:
         try:
