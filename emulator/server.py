@@ -95,14 +95,18 @@ class SocketLink:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
 
-    def peer_gone(self) -> bool:
-        """Whether the client has closed its end (it may still have a command in execution)."""
+    def peer_state(self) -> str:
+        """"gone" (closed its end), "idle" (connected, nothing unread) or "pending" (bytes unread).
+
+        Never waits. A client that closed right after sending shows "pending" until the server
+        has read what it sent.
+        """
         try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:  # nothing to read: still there
-            return False
+            return "gone" if self.sock.recv(1, socket.MSG_PEEK) == b"" else "pending"
+        except BlockingIOError:  # nothing to read, connection open
+            return "idle"
         except (OSError, ValueError):  # reset, or closed meanwhile
-            return True
+            return "gone"
 
     def read(self, timeout: float) -> bytes:
         ready, _, _ = select.select([self.sock], [], [], timeout)
@@ -432,16 +436,22 @@ class Server:
                 self._clients.put(sock)
 
     def _previous_client_left(self) -> bool:
-        """Whether the client being served is leaving (within ``BUSY_GRACE`` s) or has left.
+        """Whether the client being served has left (or is leaving: decided within ``BUSY_GRACE`` s).
 
-        A client that just closed may still have bytes in flight or a command in execution; a
-        successor that connects at once (a reconnect) must not be refused BUSY for that.
+        A client still connected with nothing unread is there: refuse at once. One that closed
+        right after sending has bytes unread until the server gets to them; a successor that
+        connects meanwhile (a reconnect) must not be refused BUSY for that.
         """
         deadline = monotonic() + BUSY_GRACE
         while monotonic() < deadline and not self.stop_event.is_set():
             current = self._current
-            if not self._busy.is_set() or (current is not None and current.peer_gone()):
+            if not self._busy.is_set():
                 return self._clients.empty()
+            state = current.peer_state() if current is not None else "pending"
+            if state == "gone":
+                return self._clients.empty()
+            if state == "idle":
+                return False
             self.stop_event.wait(POLL)
         return False
 
