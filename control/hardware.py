@@ -29,6 +29,8 @@ class HardwareSpec:
         pixels_range: fewest and most points per scan line (and lines per image).
         drive_frequency: lock-in reference frequency (contact resonance), Hz.
         drive_amplitude: AC drive on the tip during imaging, V.
+        uart_baud: serial line rate of the controller's command UART (8N1), baud; a whole
+            number of clock cycles per bit (1 Mbaud: 100 cycles, a USB-UART bridge's rate).
     """
 
     clock: float = 100e6
@@ -46,6 +48,7 @@ class HardwareSpec:
     pixels_range: tuple[int, int] = (8, 1024)
     drive_frequency: float = 350e3
     drive_amplitude: float = 1.0
+    uart_baud: float = 1e6
     registers: dict[str, int] = field(default_factory=lambda: dict(REGISTER_MAP))
 
     @property
@@ -63,23 +66,56 @@ class HardwareSpec:
         return asdict(self)
 
 
-#: Register map of the FPGA controller (word addresses). The firmware issue generates a
-#: Verilog header from this table; the emulator and the RTL answer the same addresses.
+#: Register map of the FPGA controller (32-bit words at byte addresses, READ_REG / WRITE_REG).
+#: ``firmware/spec.py`` generates the Verilog header from this table, so the RTL answers exactly
+#: these addresses. Codes: positions are unsigned scanner-DAC codes over [0, scan_range]; the bias
+#: is a signed DAC code (+-full scale = +-bias_range); widths and periods are clock cycles.
 REGISTER_MAP: dict[str, int] = {
-    "ID": 0x00,
-    "VERSION": 0x01,
-    "STATUS": 0x02,
-    "CONTROL": 0x03,
-    "X_SETPOINT": 0x10,
-    "Y_SETPOINT": 0x11,
-    "PIXELS_PER_LINE": 0x12,
-    "LINE_PERIOD_CYCLES": 0x13,
-    "BIAS_CODE": 0x20,
-    "PULSE_WIDTH_CYCLES": 0x21,
-    "PULSE_TRIGGER": 0x22,
-    "BIAS_CLAMP_CODE": 0x23,
-    "LOCKIN_PHASE_INC": 0x30,
-    "LOCKIN_DECIMATION": 0x31,
+    "ID": 0x00,                   # RO  REGISTER_ID
+    "VERSION": 0x01,              # RO  protocol major << 16 | minor
+    "STATUS": 0x02,               # RO  STATUS_BITS
+    "CONTROL": 0x03,              # RW  CONTROL_BITS (SCAN_START, CLEAR_ERRORS read as 0)
+    "CYCLE_COUNT": 0x04,          # RO  free-running clock-cycle counter, low 32 bits
+    "X_SETPOINT": 0x10,           # RW  x DAC code when idle; the scan origin (pixel 0)
+    "Y_SETPOINT": 0x11,           # RW  y DAC code when idle; the scan origin (line 0)
+    "PIXELS_PER_LINE": 0x12,      # RW  points per scan line
+    "PIXEL_CYCLES": 0x13,         # RW  clock cycles per pixel (FpgaTiming.pixel_cycles)
+    "LINES": 0x14,                # RW  lines per image
+    "X_STEP": 0x15,               # RW  x DAC code increment per pixel
+    "Y_STEP": 0x16,               # RW  y DAC code increment per line
+    "BIAS_CODE": 0x20,            # RW  signed bias amplitude code of the next pulse
+    "PULSE_WIDTH_CYCLES": 0x21,   # RW  width of the next pulse, cycles
+    "PULSE_TRIGGER": 0x22,        # WO  any write starts the pulse
+    "BIAS_CLAMP_CODE": 0x23,      # RW  |bias code| limit; the DAC full scale caps it anyway
+    "LAST_PULSE_CODE": 0x24,      # RO  code the bias DAC took at the last pulse's rising edge
+    "LAST_PULSE_CYCLES": 0x25,    # RO  cycles the last pulse was applied, counted at the DAC
+    "LOCKIN_PHASE_INC": 0x30,     # RW  NCO step per ADC sample (f / adc_rate * 2^32)
+    "LOCKIN_DECIMATION": 0x31,    # RW  ADC samples per pixel
+    "PIXEL_COUNT": 0x32,          # RO  lock-in pixels delivered since the scan started
 }
+
+#: Registers a WRITE_REG may not address (answered NAK OUT_OF_RANGE), and the write-only one.
+READ_ONLY_REGISTERS = frozenset({"ID", "VERSION", "STATUS", "CYCLE_COUNT", "LAST_PULSE_CODE",
+                                 "LAST_PULSE_CYCLES", "PIXEL_COUNT"})
+WRITE_ONLY_REGISTERS = frozenset({"PULSE_TRIGGER"})
+
+#: Value of the ID register: "PFM1" in ASCII.
+REGISTER_ID = 0x50464D31
+
+#: Bits of STATUS. Error bits are sticky until a CONTROL write with CLEAR_ERRORS.
+STATUS_BITS: dict[str, int] = {
+    "PULSE_ACTIVE": 0,      # a pulse is pending (latency) or applied
+    "SCAN_BUSY": 1,         # the scan generator is running
+    "PULSE_ERR_WIDTH": 2,   # the pulse generator refused an illegal width
+    "PULSE_ERR_BUSY": 3,    # a trigger came while a pulse was running
+    "SCAN_ERR_CONFIG": 4,   # a scan start with a zero setting
+    "SCAN_ERR_BUSY": 5,     # a scan start while scanning
+    "LOCKIN_OVERRUN": 6,    # a pixel ended before the previous one was converted
+    "UART_FRAMING": 7,      # a byte with a bad stop bit arrived
+    "ANSWER_DROPPED": 8,    # a request completed while the previous answer was being sent
+}
+
+#: Bits of CONTROL. SCAN_START and CLEAR_ERRORS act once per write; RETRACE is kept.
+CONTROL_BITS: dict[str, int] = {"SCAN_START": 0, "CLEAR_ERRORS": 1, "RETRACE": 2}
 
 DEFAULT_HARDWARE = HardwareSpec()

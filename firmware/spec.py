@@ -12,9 +12,46 @@ from __future__ import annotations
 from pathlib import Path
 
 from control import wire
-from control.hardware import DEFAULT_HARDWARE, REGISTER_MAP, HardwareSpec
+from control.hardware import (
+    CONTROL_BITS,
+    DEFAULT_HARDWARE,
+    READ_ONLY_REGISTERS,
+    REGISTER_ID,
+    REGISTER_MAP,
+    STATUS_BITS,
+    WRITE_ONLY_REGISTERS,
+    HardwareSpec,
+)
 
 HEADER = Path(__file__).resolve().parent / "rtl" / "pfm_spec.vh"
+
+#: Clock cycles from the cycle the frame parser reports a good frame (frame_ok) to the cycle a
+#: register write takes effect, the pulse trigger or scan start included (pfm_top.v decodes
+#: in one cycle and registers the strobes). A pulse's bias edge therefore comes
+#: COMMAND_LATENCY_CYCLES + pulse_latency_cycles after frame_ok.
+COMMAND_LATENCY_CYCLES = 2
+
+
+def nak_messages(hw: HardwareSpec = DEFAULT_HARDWARE) -> dict[str, tuple[wire.Nak, str]]:
+    """The firmware's NAK answers: name -> (error code, message naming the value, limit and fix)."""
+    lo, hi = round(hw.pulse_width_min * hw.clock), round(hw.pulse_width_max * hw.clock)
+    return {
+        "BAD_CRC": (wire.Nak.BAD_CRC, "frame CRC mismatch; resend the frame"),
+        "UNKNOWN": (wire.Nak.UNKNOWN_COMMAND, "the FPGA serves READ_REG 0x10 and WRITE_REG 0x11 only"),
+        "ADDRESS": (wire.Nak.OUT_OF_RANGE, "register address unknown or not allowed; see REGISTER_MAP"),
+        "LENGTH": (wire.Nak.MALFORMED, "register payload must be 5 bytes: u8 address, u32 value"),
+        "WIDTH": (wire.Nak.OUT_OF_RANGE, f"PULSE_WIDTH_CYCLES outside {lo}..{hi}; write a legal width"),
+        "SCAN_CONFIG": (wire.Nak.OUT_OF_RANGE, "PIXELS_PER_LINE, LINES and PIXEL_CYCLES must be >= 1"),
+        "BUSY": (wire.Nak.BUSY, "a pulse or scan is running; poll STATUS until idle"),
+        "VALUE": (wire.Nak.OUT_OF_RANGE, "value does not fit the register; see REGISTER_MAP widths"),
+    }
+
+
+def _mask(names) -> int:
+    """64-bit mask with bit ``address`` set for each register in ``names``."""
+    if max(REGISTER_MAP.values()) >= 64:
+        raise ValueError("register addresses must be below 64 for the RTL's access masks")
+    return sum(1 << a for n, a in REGISTER_MAP.items() if n in names)
 
 
 def verilog_header(hw: HardwareSpec = DEFAULT_HARDWARE) -> str:
@@ -44,6 +81,35 @@ def verilog_header(hw: HardwareSpec = DEFAULT_HARDWARE) -> str:
     lines += [f"`define PFM_NAK_{n.name} 8'h{n.value:02X}" for n in wire.Nak]
     lines += ["", "// Register map (word addresses)"]
     lines += [f"`define PFM_REG_{name} 8'h{address:02X}" for name, address in REGISTER_MAP.items()]
+    lines += [
+        f"`define PFM_REG_ID_VALUE 32'h{REGISTER_ID:08X}",
+        f"`define PFM_REG_VERSION_VALUE 32'h{wire.PROTOCOL_MAJOR << 16 | wire.PROTOCOL_MINOR:08X}",
+        "// Bit i set: address i is readable / writable (READ_REG / WRITE_REG of others: NAK OUT_OF_RANGE)",
+        f"`define PFM_REG_READABLE 64'h{_mask(set(REGISTER_MAP) - WRITE_ONLY_REGISTERS):016X}",
+        f"`define PFM_REG_WRITABLE 64'h{_mask(set(REGISTER_MAP) - READ_ONLY_REGISTERS):016X}",
+        "",
+        "// STATUS and CONTROL bits",
+    ]
+    lines += [f"`define PFM_STATUS_{name} {bit}" for name, bit in STATUS_BITS.items()]
+    lines += [f"`define PFM_CONTROL_{name} {bit}" for name, bit in CONTROL_BITS.items()]
+    lines += [
+        "",
+        "// Timing of the top level",
+        f"`define PFM_UART_CLKS_PER_BIT {round(hw.clock / hw.uart_baud)}  // {hw.uart_baud:g} baud",
+        f"`define PFM_ADC_DIV {round(hw.clock / hw.adc_rate)}  // clock cycles per ADC sample",
+        f"`define PFM_COMMAND_LATENCY_CYCLES {COMMAND_LATENCY_CYCLES}  // frame_ok -> register write / trigger",
+        "",
+        "// NAK answers of the firmware: id, error code, length and text",
+    ]
+    for i, (name, (code, text)) in enumerate(nak_messages(hw).items()):
+        if not text.isascii() or '"' in text or "\\" in text:
+            raise ValueError(f"NAK message {name!r} must be plain ASCII without quotes or backslashes")
+        lines += [
+            f"`define PFM_MSG_{name}_ID 3'd{i}",
+            f"`define PFM_MSG_{name}_CODE 8'h{int(code):02X}",
+            f"`define PFM_MSG_{name}_LEN {len(text)}",
+            f'`define PFM_MSG_{name} "{text}"',
+        ]
     lines += ["", "`endif", ""]
     return "\n".join(lines)
 

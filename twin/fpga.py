@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from control.errors import LimitError
 from control.hardware import DEFAULT_HARDWARE, HardwareSpec
 
 
@@ -21,6 +22,29 @@ class FpgaTiming:
     def cycles(self, duration: float) -> int:
         """Whole clock cycles nearest to ``duration`` s (at least one)."""
         return max(1, int(round(duration * self.hardware.clock)))
+
+    @property
+    def pulse_cycle_range(self) -> tuple[int, int]:
+        """Shortest and longest pulse the pulse generator accepts, clock cycles."""
+        hw = self.hardware
+        return round(hw.pulse_width_min * hw.clock), round(hw.pulse_width_max * hw.clock)
+
+    def pulse_cycles(self, width: float) -> int:
+        """Clock cycles of a ``width`` s pulse, refused as the RTL refuses it (``pulse_gen.v``).
+
+        Raises:
+            LimitError: the quantized width lies outside :attr:`pulse_cycle_range`. The RTL does
+                not stretch a short pulse to the minimum either: that would write a larger domain
+                than the host asked for.
+        """
+        cycles = self.cycles(width)
+        lo, hi = self.pulse_cycle_range
+        if not lo <= cycles <= hi:
+            raise LimitError(
+                f"pulse width {width!r} s is {cycles} clock cycles; the pulse generator takes "
+                f"{lo}..{hi} cycles ({lo / self.hardware.clock:g}..{hi / self.hardware.clock:g} s); "
+                "use a width in that range")
+        return cycles
 
     def seconds(self, cycles: int) -> float:
         """Duration of ``cycles`` clock cycles, s."""
@@ -42,6 +66,30 @@ class FpgaTiming:
     def pulse_latency(self) -> float:
         """Time from the pulse trigger to the bias edge, s."""
         return self.seconds(self.hardware.pulse_latency_cycles)
+
+    @property
+    def position_full_scale(self) -> int:
+        """Largest scanner DAC code (unsigned): the code of ``scan_range``."""
+        return 2**self.hardware.dac_bits - 1
+
+    def position_code(self, position: float) -> int:
+        """Unsigned scanner DAC code nearest to ``position`` m, clamped to [0, scan_range]."""
+        full = self.position_full_scale
+        return max(0, min(full, int(round(position / self.hardware.scan_range * full))))
+
+    def position(self, code):
+        """Position, m, of scanner DAC ``code`` (int or integer array)."""
+        return code * (self.hardware.scan_range / self.position_full_scale)
+
+    @property
+    def adc_divider(self) -> int:
+        """Clock cycles per ADC sample (the ADC strobe divider)."""
+        return int(round(self.hardware.clock / self.hardware.adc_rate))
+
+    @property
+    def uart_cycles_per_bit(self) -> int:
+        """Clock cycles per bit of the command UART."""
+        return int(round(self.hardware.clock / self.hardware.uart_baud))
 
     def pixel_cycles(self, line_rate: float, points: int) -> int:
         """Clock cycles per pixel of a scan line of ``points`` at ``line_rate`` Hz."""

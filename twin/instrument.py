@@ -95,9 +95,18 @@ class TwinMicroscope:
         """Move the tip to (x, y) m at ``speed`` m/s."""
         self._run(self._move(x, y, speed))
 
-    def scan(self, spec: ScanSpec, on_line: LineHook | None = None) -> ScanResult:
-        """Acquire an image; each line is handed to ``on_line`` (and ``self.on_line``) when acquired."""
-        return self._run(self._scan(spec, on_line))
+    def scan(self, spec: ScanSpec, on_line: LineHook | None = None, *,
+             positions: tuple[np.ndarray, np.ndarray] | None = None) -> ScanResult:
+        """Acquire an image; each line is handed to ``on_line`` (and ``self.on_line``) when acquired.
+
+        Args:
+            spec: what to scan.
+            on_line: called with each line as it is acquired.
+            positions: commanded pixel positions (x, y), m, each of shape ``spec.shape``, when the
+                controller quantizes them (firmware co-simulation passes the RTL's scanner DAC
+                codes); default ``spec.positions()``.
+        """
+        return self._run(self._scan(spec, on_line, positions))
 
     def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
         """Move to (x, y) and emit a bias pulse; return what the FPGA emitted."""
@@ -138,8 +147,11 @@ class TwinMicroscope:
         dx, dy = self.scanner.offset(t)
         return x + dx - self.config.origin[0], y + dy - self.config.origin[1]
 
-    def _scan(self, spec: ScanSpec, on_line: LineHook | None = None) -> Generator:
-        xs, ys = spec.positions()
+    def _scan(self, spec: ScanSpec, on_line: LineHook | None = None,
+              positions: tuple[np.ndarray, np.ndarray] | None = None) -> Generator:
+        xs, ys = spec.positions() if positions is None else positions
+        if xs.shape != spec.shape or ys.shape != spec.shape:
+            raise ValueError(f"positions have shapes {xs.shape}, {ys.shape}; the scan needs {spec.shape}")
         ny, nx = spec.shape
         yield from self._move(xs[0, 0], ys[0, 0], self.config.hardware.tip_speed_max)
         period = self.timing.line_period(spec.line_rate, nx)
@@ -161,10 +173,25 @@ class TwinMicroscope:
         return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=line_times)
 
     def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:
+        cycles = self.timing.pulse_cycles(width)  # refused before anything moves
         yield from self._move(x, y, self.config.hardware.tip_speed_max)
-        cycles = self.timing.cycles(width)
+        code = self.timing.bias_code(amplitude)
+        return (yield from self._emit(x, y, code, cycles, amplitude, width))
+
+    def emit_pulse(self, x: float, y: float, code: int, cycles: int, *, requested_amplitude: float,
+                   requested_width: float) -> PulseRecord:
+        """Apply the pulse the controller emitted: bias DAC ``code`` for ``cycles`` clock cycles.
+
+        The tip must already be at (x, y) (commanded, m). The pulse starts after the trigger
+        latency. Firmware co-simulation calls this with what the RTL put on the bias DAC, so the
+        film's physics consumes the RTL's outputs; :meth:`apply_pulse` calls it with the twin's
+        own quantization.
+        """
+        return self._run(self._emit(x, y, code, cycles, requested_amplitude, requested_width))
+
+    def _emit(self, x: float, y: float, code: int, cycles: int, amplitude: float, width: float) -> Generator:
         emitted_width = self.timing.seconds(cycles)
-        emitted = self.timing.bias(self.timing.bias_code(amplitude))
+        emitted = self.timing.bias(code)
         yield self.env.timeout(self.timing.pulse_latency)
         start = float(self.env.now)
         ax, ay = self._actual(np.array(x), np.array(y), np.array(start))

@@ -41,15 +41,80 @@
 `define PFM_REG_VERSION 8'h01
 `define PFM_REG_STATUS 8'h02
 `define PFM_REG_CONTROL 8'h03
+`define PFM_REG_CYCLE_COUNT 8'h04
 `define PFM_REG_X_SETPOINT 8'h10
 `define PFM_REG_Y_SETPOINT 8'h11
 `define PFM_REG_PIXELS_PER_LINE 8'h12
-`define PFM_REG_LINE_PERIOD_CYCLES 8'h13
+`define PFM_REG_PIXEL_CYCLES 8'h13
+`define PFM_REG_LINES 8'h14
+`define PFM_REG_X_STEP 8'h15
+`define PFM_REG_Y_STEP 8'h16
 `define PFM_REG_BIAS_CODE 8'h20
 `define PFM_REG_PULSE_WIDTH_CYCLES 8'h21
 `define PFM_REG_PULSE_TRIGGER 8'h22
 `define PFM_REG_BIAS_CLAMP_CODE 8'h23
+`define PFM_REG_LAST_PULSE_CODE 8'h24
+`define PFM_REG_LAST_PULSE_CYCLES 8'h25
 `define PFM_REG_LOCKIN_PHASE_INC 8'h30
 `define PFM_REG_LOCKIN_DECIMATION 8'h31
+`define PFM_REG_PIXEL_COUNT 8'h32
+`define PFM_REG_ID_VALUE 32'h50464D31
+`define PFM_REG_VERSION_VALUE 32'h00010000
+// Bit i set: address i is readable / writable (READ_REG / WRITE_REG of others: NAK OUT_OF_RANGE)
+`define PFM_REG_READABLE 64'h0007003B007F001F
+`define PFM_REG_WRITABLE 64'h0003000F007F0008
+
+// STATUS and CONTROL bits
+`define PFM_STATUS_PULSE_ACTIVE 0
+`define PFM_STATUS_SCAN_BUSY 1
+`define PFM_STATUS_PULSE_ERR_WIDTH 2
+`define PFM_STATUS_PULSE_ERR_BUSY 3
+`define PFM_STATUS_SCAN_ERR_CONFIG 4
+`define PFM_STATUS_SCAN_ERR_BUSY 5
+`define PFM_STATUS_LOCKIN_OVERRUN 6
+`define PFM_STATUS_UART_FRAMING 7
+`define PFM_STATUS_ANSWER_DROPPED 8
+`define PFM_CONTROL_SCAN_START 0
+`define PFM_CONTROL_CLEAR_ERRORS 1
+`define PFM_CONTROL_RETRACE 2
+
+// Timing of the top level
+`define PFM_UART_CLKS_PER_BIT 100  // 1e+06 baud
+`define PFM_ADC_DIV 25  // clock cycles per ADC sample
+`define PFM_COMMAND_LATENCY_CYCLES 2  // frame_ok -> register write / trigger
+
+// NAK answers of the firmware: id, error code, length and text
+`define PFM_MSG_BAD_CRC_ID 3'd0
+`define PFM_MSG_BAD_CRC_CODE 8'h01
+`define PFM_MSG_BAD_CRC_LEN 36
+`define PFM_MSG_BAD_CRC "frame CRC mismatch; resend the frame"
+`define PFM_MSG_UNKNOWN_ID 3'd1
+`define PFM_MSG_UNKNOWN_CODE 8'h02
+`define PFM_MSG_UNKNOWN_LEN 53
+`define PFM_MSG_UNKNOWN "the FPGA serves READ_REG 0x10 and WRITE_REG 0x11 only"
+`define PFM_MSG_ADDRESS_ID 3'd2
+`define PFM_MSG_ADDRESS_CODE 8'h03
+`define PFM_MSG_ADDRESS_LEN 57
+`define PFM_MSG_ADDRESS "register address unknown or not allowed; see REGISTER_MAP"
+`define PFM_MSG_LENGTH_ID 3'd3
+`define PFM_MSG_LENGTH_CODE 8'h05
+`define PFM_MSG_LENGTH_LEN 55
+`define PFM_MSG_LENGTH "register payload must be 5 bytes: u8 address, u32 value"
+`define PFM_MSG_WIDTH_ID 3'd4
+`define PFM_MSG_WIDTH_CODE 8'h03
+`define PFM_MSG_WIDTH_LEN 63
+`define PFM_MSG_WIDTH "PULSE_WIDTH_CYCLES outside 100..1000000000; write a legal width"
+`define PFM_MSG_SCAN_CONFIG_ID 3'd5
+`define PFM_MSG_SCAN_CONFIG_CODE 8'h03
+`define PFM_MSG_SCAN_CONFIG_LEN 52
+`define PFM_MSG_SCAN_CONFIG "PIXELS_PER_LINE, LINES and PIXEL_CYCLES must be >= 1"
+`define PFM_MSG_BUSY_ID 3'd6
+`define PFM_MSG_BUSY_CODE 8'h04
+`define PFM_MSG_BUSY_LEN 50
+`define PFM_MSG_BUSY "a pulse or scan is running; poll STATUS until idle"
+`define PFM_MSG_VALUE_ID 3'd7
+`define PFM_MSG_VALUE_CODE 8'h03
+`define PFM_MSG_VALUE_LEN 56
+`define PFM_MSG_VALUE "value does not fit the register; see REGISTER_MAP widths"
 
 `endif

@@ -1,0 +1,263 @@
+"""Stein variational policy gradient (Liu, Ramachandran, Liu and Peng, UAI 2017), in torch.
+
+``n`` policy particles ``theta_1 .. theta_n`` (flat parameter vectors, shape ``(n, d)``) move
+along the Stein variational gradient of ``KL(q || p)`` with the target ``p(theta) ~ exp(J(theta)
+/ alpha)`` (flat prior), ``J`` the expected return and ``alpha`` the temperature. The
+direction used here is **alpha times** Liu et al.'s::
+
+    phi(theta_i) = 1/n sum_j [ k(theta_j, theta_i) grad J(theta_j)
+                               + alpha grad_{theta_j} k(theta_j, theta_i) ]
+
+with the RBF kernel ``k(a, b) = exp(-||a - b||^2 / h)``. Its gradient with respect to the
+*first* argument is ``grad_{theta_j} k(theta_j, theta_i) = (2 / h) (theta_i - theta_j) k``: it
+points from ``theta_j`` towards ``theta_i``, so adding it to ``theta_i`` moves ``theta_i`` *away*
+from ``theta_j`` (repulsion). Getting this sign backwards turns the kernel term into an
+attraction that collapses the particles (DESIGN.md: a public ORNL implementation did).
+
+Bandwidth: the median heuristic ``h = med^2 / log(n + 1)``, ``med^2`` the median over the
+``n (n - 1) / 2`` distinct pairs of the squared distances, so a pair at the median distance has
+``k = 1 / (n + 1)``. The bandwidth is held constant while differentiating the kernel (as in
+SVGD).
+
+Why alpha multiplies the repulsion instead of dividing the gradient (docs/decisions/0003):
+both give the same direction for every particle, so with Adam (invariant to a constant rescale,
+up to its ``eps``) they give the same steps for ``alpha > 0``; this form keeps ``phi`` finite as
+``alpha -> 0``. The three properties, exactly as tested:
+
+* ``n = 1``: ``k(theta, theta) = 1`` and its gradient is 0, so ``phi = grad J``: plain policy
+  gradient, bit for bit (also through Adam).
+* zero policy gradient: ``phi`` is pure repulsion; the particles' centroid stays put and the
+  sum of squared pairwise distances grows (its first-order change is
+  ``2 alpha (2 / h) sum_{i,j} k_ij ||theta_i - theta_j||^2 >= 0``).
+* ``alpha -> 0``: ``phi = D + alpha R`` exactly, so the repulsion ``R`` vanishes linearly and
+  what remains is the kernel-smoothed gradient ``D_i = 1/n sum_j k_ij grad J(theta_j)``. That is
+  ``n`` independent policy-gradient agents (each ``grad J(theta_i) / n``; Adam removes the
+  ``1/n``) **only when the other particles are outside the kernel** (``k_ij -> 0`` for
+  ``j != i``), Liu et al.'s "if the particles are initialized very differently". With the median
+  heuristic that never happens: the bandwidth follows the spread, and at least half of the pairs
+  have ``k >= 1 / (n + 1)``. So the independent baseline is its own coupling mode
+  (``coupling="independent"``: ``phi_i = grad J(theta_i)``), not ``alpha = 0``.
+
+Gradient *ascent* on ``J`` runs through one ``torch.optim.Adam`` per particle (particles move at
+different times in the asynchronous trainer), with ``param.grad = -phi``. Pure torch/numpy: no
+Gymnasium, no Dask, no global state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from control.errors import PfmTwinError
+
+__all__ = [
+    "COUPLINGS",
+    "LearningConfigError",
+    "ParticleAdam",
+    "SteinStep",
+    "median_bandwidth",
+    "rbf_kernel",
+    "stein_direction",
+]
+
+#: How particles are coupled: ``"svgd"`` (Stein variational gradient) or ``"independent"``.
+COUPLINGS = ("svgd", "independent")
+
+
+class LearningConfigError(PfmTwinError, ValueError):
+    """A learning option (particles, algorithm, step size, space, budget) is unknown or out of range."""
+
+
+def _as_matrix(thetas: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """``thetas`` as a float64 tensor of shape ``(n, d)``, or a :class:`LearningConfigError`."""
+    t = torch.as_tensor(np.asarray(thetas) if not isinstance(thetas, torch.Tensor) else thetas,
+                        dtype=torch.float64)
+    if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] < 1:
+        raise LearningConfigError(
+            f"{name} has shape {tuple(t.shape)!r}; expected (particles, parameters) with both >= 1")
+    if not bool(torch.isfinite(t).all()):
+        raise LearningConfigError(f"{name} holds NaN or inf; every entry must be finite")
+    return t
+
+
+def median_bandwidth(thetas: torch.Tensor | np.ndarray) -> float:
+    """Median-heuristic bandwidth ``h = median_{i<j} ||theta_i - theta_j||^2 / log(n + 1)``.
+
+    Args:
+        thetas: particle parameter vectors, shape ``(n, d)``.
+
+    Returns:
+        ``h`` in squared parameter units (the kernel is ``exp(-||a - b||^2 / h)``). With one
+        particle, or when all particles coincide (median 0), returns 1.0: every kernel value
+        is then 1 and every kernel gradient 0 whatever ``h`` is.
+    """
+    t = _as_matrix(thetas, "thetas")
+    n = t.shape[0]
+    if n < 2:
+        return 1.0
+    i, j = torch.triu_indices(n, n, offset=1)
+    sq = ((t[i] - t[j]) ** 2).sum(dim=1)
+    med = float(torch.quantile(sq, 0.5))  # linear interpolation: numpy's median
+    return med / math.log(n + 1) if med > 0 else 1.0
+
+
+def rbf_kernel(thetas: torch.Tensor | np.ndarray, bandwidth: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """RBF kernel matrix and the summed repulsion ``sum_j grad_{theta_j} k(theta_j, theta_i)``.
+
+    Args:
+        thetas: particles, shape ``(n, d)``.
+        bandwidth: ``h > 0`` in squared parameter units.
+
+    Returns:
+        ``(K, R)``: ``K[i, j] = exp(-||theta_i - theta_j||^2 / h)``, shape ``(n, n)``, and
+        ``R[i] = sum_j (2 / h) (theta_i - theta_j) K[i, j]``, shape ``(n, d)`` (pointing away from
+        the other particles). Differences are formed exactly (no ``|a|^2 + |b|^2 - 2ab``), so
+        close particles lose no precision.
+    """
+    t = _as_matrix(thetas, "thetas")
+    if not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise LearningConfigError(f"kernel bandwidth {bandwidth!r} must be finite and > 0")
+    n = t.shape[0]
+    kernel = torch.empty((n, n), dtype=torch.float64)
+    repulsion = torch.empty_like(t)
+    for i in range(n):
+        diff = t[i] - t  # (n, d): theta_i - theta_j
+        k = torch.exp(-(diff * diff).sum(dim=1) / bandwidth)
+        kernel[i] = k
+        repulsion[i] = (2.0 / bandwidth) * (k @ diff)
+    return kernel, repulsion
+
+
+def stein_direction(thetas: torch.Tensor | np.ndarray, grads: torch.Tensor | np.ndarray, alpha: float,
+                    bandwidth: float | None = None) -> torch.Tensor:
+    """The SVPG ascent direction ``phi`` (alpha-scaled form, see the module docstring).
+
+    Args:
+        thetas: particles, shape ``(n, d)``.
+        grads: ``grad J`` estimate at each particle, shape ``(n, d)`` (ascent direction).
+        alpha: temperature ``>= 0``; weight of the repulsion relative to the policy gradient, in
+            the units of ``J`` (return).
+        bandwidth: kernel ``h``; ``None`` for the median heuristic on ``thetas``.
+
+    Returns:
+        ``phi``, float64, shape ``(n, d)``.
+    """
+    t = _as_matrix(thetas, "thetas")
+    g = _as_matrix(grads, "grads")
+    if g.shape != t.shape:
+        raise LearningConfigError(f"grads have shape {tuple(g.shape)!r}, thetas {tuple(t.shape)!r}; they must match")
+    if not (alpha >= 0 and math.isfinite(alpha)):
+        raise LearningConfigError(f"temperature alpha={alpha!r} must be finite and >= 0")
+    h = median_bandwidth(t) if bandwidth is None else float(bandwidth)
+    kernel, repulsion = rbf_kernel(t, h)
+    return (kernel @ g + alpha * repulsion) / t.shape[0]
+
+
+@dataclass(frozen=True)
+class SteinStep:
+    """What one :meth:`ParticleAdam.step` did.
+
+    Attributes:
+        particles: indices of the particles that moved.
+        bandwidth: kernel ``h`` used (squared parameter units); ``nan`` for independent coupling.
+        direction_norm: ``||phi_i||`` of each moved particle, shape ``(len(particles),)``.
+    """
+
+    particles: tuple[int, ...]
+    bandwidth: float
+    direction_norm: np.ndarray
+
+
+class ParticleAdam:
+    """``n`` flat parameter vectors, each with its own Adam, moved by SVGD or independently.
+
+    ``step(grads)`` ascends ``J``: it computes ``phi`` from the *current* parameters of all
+    particles and the given gradients of all particles, then sets ``param.grad = -phi`` on the
+    chosen particles and steps their Adams. The other particles do not move (the asynchronous
+    trainer moves one particle per arriving rollout). Also used, with ``coupling="independent"``
+    and negated gradients, for the per-particle critics.
+
+    Args:
+        thetas: initial parameters, shape ``(n, d)``; copied, kept in float64.
+        coupling: ``"svgd"`` or ``"independent"`` (``phi_i = grads_i``).
+        alpha: temperature for ``"svgd"`` (ignored for ``"independent"``), ``>= 0``.
+        lr: Adam step size, parameter units per step, ``> 0``.
+        bandwidth: fixed kernel ``h``, or ``None`` for the median heuristic at every step.
+        betas: Adam's moment decay rates.
+        eps: Adam's denominator guard.
+    """
+
+    def __init__(self, thetas: np.ndarray | torch.Tensor, *, coupling: str = "svgd", alpha: float = 1.0,
+                 lr: float = 1e-3, bandwidth: float | None = None, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        t = _as_matrix(thetas, "thetas")
+        if coupling not in COUPLINGS:
+            raise LearningConfigError(f"unknown coupling {coupling!r}; expected one of {COUPLINGS}")
+        if not (alpha >= 0 and math.isfinite(alpha)):
+            raise LearningConfigError(f"temperature alpha={alpha!r} must be finite and >= 0")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise LearningConfigError(f"learning rate {lr!r} must be finite and > 0")
+        if bandwidth is not None and not (bandwidth > 0 and math.isfinite(bandwidth)):
+            raise LearningConfigError(f"kernel bandwidth {bandwidth!r} must be finite and > 0, or None for the median heuristic")
+        self.coupling = coupling
+        self.alpha = float(alpha)
+        self.bandwidth = bandwidth
+        self._params = [torch.nn.Parameter(row.clone()) for row in t]
+        self._optims = [torch.optim.Adam([p], lr=lr, betas=betas, eps=eps) for p in self._params]
+
+    @property
+    def n(self) -> int:
+        """Number of particles."""
+        return len(self._params)
+
+    @property
+    def dim(self) -> int:
+        """Parameters per particle."""
+        return self._params[0].numel()
+
+    def theta(self, i: int) -> np.ndarray:
+        """A copy of particle ``i``'s parameters, float64, shape ``(d,)``."""
+        return self._params[i].detach().numpy().copy()
+
+    @property
+    def thetas(self) -> np.ndarray:
+        """A copy of the current parameters, float64, shape ``(n, d)``."""
+        with torch.no_grad():
+            return torch.stack([p.detach() for p in self._params]).numpy().copy()
+
+    def direction(self, grads: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``(phi, h)`` for all particles at the current parameters; ``h`` is nan when independent."""
+        g = _as_matrix(grads, "grads")
+        if g.shape != (self.n, self.dim):
+            raise LearningConfigError(f"grads have shape {tuple(g.shape)!r}; expected ({self.n}, {self.dim})")
+        if self.coupling == "independent":
+            return g, math.nan
+        with torch.no_grad():
+            t = torch.stack([p.detach() for p in self._params])
+        h = median_bandwidth(t) if self.bandwidth is None else self.bandwidth
+        return stein_direction(t, g, self.alpha, h), h
+
+    def step(self, grads: np.ndarray | torch.Tensor, particles: Sequence[int] | None = None) -> SteinStep:
+        """Move ``particles`` (default all) one Adam step along ``phi``.
+
+        Args:
+            grads: ``grad J`` estimate for every particle, shape ``(n, d)``; rows of particles
+                without an estimate yet may be zeros.
+            particles: indices to move; all of them are computed from the same pre-step state.
+
+        Returns:
+            A :class:`SteinStep`.
+        """
+        chosen = tuple(range(self.n)) if particles is None else tuple(int(i) for i in particles)
+        for i in chosen:
+            if not 0 <= i < self.n:
+                raise LearningConfigError(f"particle index {i!r} outside 0..{self.n - 1}")
+        phi, h = self.direction(grads)
+        for i in chosen:
+            self._params[i].grad = -phi[i].clone()
+            self._optims[i].step()
+        return SteinStep(chosen, h, np.array([float(phi[i].norm()) for i in chosen]))

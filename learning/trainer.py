@@ -1,0 +1,531 @@
+"""Train SVPG (or independent) policy particles, in process or on Dask, synchronously or not.
+
+:func:`train` is the one entry point. Modes:
+
+* ``"serial"``: rollouts run one after another in this process (tests, tiny runs). Same
+  numbers as ``"sync"`` for the same seed, bit for bit (rollouts are pure and single-threaded).
+* ``"sync"``: each iteration submits every particle's rollout as a ``dask.distributed`` future,
+  waits for all of them, then makes one SVPG step of all particles.
+* ``"async"``: every particle keeps a rollout in flight; whenever one arrives
+  (``as_completed``) that particle alone takes an SVPG step, from the *current* parameters of
+  all particles (the kernel) and the most recent gradient estimate of each (zeros before its
+  first), and is resubmitted at once. Nobody waits for the slowest rollout, so particles whose
+  episodes are cheap take more steps. When the cluster has more worker threads than particles,
+  each particle keeps ``ceil(threads / particles)`` rollouts in flight; a result computed
+  from parameters more than ``staleness`` updates of its particle old is then discarded (its
+  environment steps still count against the budget) and the particle resubmitted. With one
+  rollout in flight per particle (8 particles on 2 workers) a particle cannot move while its
+  rollout runs, so staleness is always 0.
+
+An *iteration* is ``particles`` particle updates in every mode (one SVPG step of all particles
+when synchronous), so seconds per iteration compare like for like.
+
+Dask: ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)`` by default
+(Dask starts worker processes with *spawn*), or ``Client(scheduler)`` for an existing cluster
+(``dask-jobqueue``, ``dask-mpi``, ``dask scheduler``): nothing else is needed. Every worker gets
+``NUMBA_THREADING_LAYER=workqueue`` (numba's default OpenMP layer is not fork-safe,
+TOOLCHAIN.md) and ``torch.set_num_threads(1)``, and imports :mod:`learning` (registering
+``pfmtwin/DomainWall-v0``) before the first rollout.
+
+Seeds: only ``seed``. Particle ``i`` starts from ``SeedSequence(seed, spawn_key=(0, i))``; its
+``k``-th rollout uses ``spawn_key=(1, i, k)``; the final evaluation ``(2, i)``. So ``"svpg"``
+and ``"independent"`` runs with one seed start from the same particles and see the same
+rollout seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from distributed import Client, LocalCluster, as_completed
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from learning.policies import PolicyFile, PolicySpec, init_particle, save_policy
+from learning.rollout import ESTIMATORS, RolloutConfig, RolloutResult, RolloutTask, make_env, run_rollout
+from learning.svpg import LearningConfigError, ParticleAdam
+
+__all__ = [
+    "ALGOS",
+    "MODES",
+    "WORKER_ENV",
+    "Progress",
+    "TrainConfig",
+    "TrainResult",
+    "dask_client",
+    "train",
+]
+
+#: ``"svpg"`` couples the particles through the Stein kernel; ``"independent"`` does not.
+ALGOS = ("svpg", "independent")
+#: Where and how rollouts run.
+MODES = ("serial", "sync", "async")
+#: Environment of every worker process of a LocalCluster started here.
+WORKER_ENV = {"NUMBA_THREADING_LAYER": "workqueue", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train` (one docstring line per field, CleanRL style)."""
+
+    algo: str = "svpg"
+    """``"svpg"`` or ``"independent"`` (same particles, no kernel coupling)."""
+    particles: int = 8
+    """Number of policy particles, ``>= 1``."""
+    steps: int = 100_000
+    """Training budget: environment steps summed over all particles (evaluation excluded)."""
+    seed: int = 0
+    """The only source of randomness (``np.random.SeedSequence``), ``>= 0``."""
+    mode: str = "sync"
+    """``"serial"`` (in process), ``"sync"`` or ``"async"`` (Dask)."""
+    scheduler: str | None = None
+    """Address of an existing Dask scheduler; ``None`` starts a LocalCluster."""
+    workers: int = 2
+    """Worker processes of the LocalCluster (one thread each)."""
+    staleness: int = 2
+    """Async: discard a rollout computed from parameters more than this many updates old."""
+    estimator: str = "reinforce"
+    """Base estimator: ``"reinforce"`` or ``"a2c"``."""
+    alpha: float = 1.0
+    """SVPG temperature: weight of the kernel repulsion against the (normalized) policy gradient."""
+    lr: float = 1e-2
+    """Adam step size of the actors."""
+    critic_lr: float = 1e-2
+    """Adam step size of the critics (A2C)."""
+    episodes: int = 4
+    """Complete episodes per rollout."""
+    gamma: float = 0.99
+    """Discount factor."""
+    normalize_advantages: bool = True
+    """Scale advantages to unit standard deviation (see :mod:`learning.rollout`)."""
+    entropy_coef: float = 0.0
+    """Weight of the policy entropy bonus."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of actor and critic."""
+    output_gain: float = 0.01
+    """Orthogonal-init gain of the actor's output layer."""
+    bandwidth: float | None = None
+    """Fixed kernel bandwidth ``h``; ``None`` for the median heuristic."""
+    max_episode_steps: int | None = None
+    """Time limit for environments registered without one."""
+    eval_episodes: int = 10
+    """Episodes per particle in the final evaluation; 0 reports each particle's last rollout."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise LearningConfigError(f"unknown algo {self.algo!r}; expected one of {ALGOS}")
+        if self.mode not in MODES:
+            raise LearningConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.estimator not in ESTIMATORS:
+            raise LearningConfigError(f"unknown estimator {self.estimator!r}; expected one of {ESTIMATORS}")
+        if int(self.particles) < 1:
+            raise LearningConfigError(f"particles={self.particles!r}; need at least 1 particle")
+        if int(self.steps) < 1:
+            raise LearningConfigError(f"steps={self.steps!r}; the environment-step budget must be >= 1")
+        if int(self.seed) < 0:
+            raise LearningConfigError(f"seed={self.seed!r} must be >= 0")
+        if int(self.workers) < 1:
+            raise LearningConfigError(f"workers={self.workers!r}; a LocalCluster needs at least 1 worker process")
+        if int(self.staleness) < 0:
+            raise LearningConfigError(f"staleness={self.staleness!r} must be >= 0 (0: only fresh rollouts)")
+        if int(self.eval_episodes) < 0:
+            raise LearningConfigError(f"eval_episodes={self.eval_episodes!r} must be >= 0")
+        if self.scheduler is not None and self.mode == "serial":
+            raise LearningConfigError(
+                f"scheduler={self.scheduler!r} with mode='serial'; use mode='sync' or 'async' to run on it")
+        for name in ("lr", "critic_lr"):
+            v = getattr(self, name)
+            if not (v > 0 and math.isfinite(v)):
+                raise LearningConfigError(f"{name}={v!r} must be finite and > 0")
+        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise LearningConfigError(f"alpha={self.alpha!r} must be finite and >= 0")
+        self.rollout_config()  # validates the rollout options
+
+    def rollout_config(self, *, episodes: int | None = None) -> RolloutConfig:
+        """The :class:`RolloutConfig` these options give (``episodes`` overrides)."""
+        return RolloutConfig(estimator=self.estimator, episodes=self.episodes if episodes is None else episodes,
+                             gamma=self.gamma, normalize_advantages=self.normalize_advantages,
+                             entropy_coef=self.entropy_coef, max_episode_steps=self.max_episode_steps)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Handed to the progress callback after every particle update (async) or iteration.
+
+    Attributes:
+        env_steps: training environment steps so far.
+        budget: the step budget.
+        updates: particle updates so far.
+        iterations: ``updates / particles``.
+        mean_return: mean over particles of their latest rollout's mean return.
+        wall_time: seconds since the training loop started.
+    """
+
+    env_steps: int
+    budget: int
+    updates: int
+    iterations: float
+    mean_return: float
+    wall_time: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes:
+        env_id: Gymnasium id.
+        env_kwargs: one ``gymnasium.make`` keyword dict per particle.
+        config: the options used.
+        spec: policy spaces and architecture.
+        actor: final actor vectors, float64, ``(n, spec.actor_size)``.
+        critic: final critic vectors, ``(n, spec.critic_size)``.
+        final_returns: per particle, mean return of the final evaluation (or of its last
+            rollout when ``eval_episodes == 0``), ``(n,)``.
+        curve_steps: training environment steps at each curve point, ``(m,)``.
+        curve_returns: mean over particles of their latest rollout's mean return, ``(m,)``.
+        env_steps: training environment steps used (including discarded rollouts).
+        eval_steps: environment steps of the final evaluation.
+        wall_time: seconds of the training loop (no cluster start-up, no evaluation).
+        updates: updates each particle took, ``(n,)``.
+        discarded: rollouts discarded as too stale.
+        max_staleness: largest staleness among the rollouts used.
+    """
+
+    env_id: str
+    env_kwargs: list[dict[str, Any]]
+    config: TrainConfig
+    spec: PolicySpec
+    actor: np.ndarray
+    critic: np.ndarray
+    final_returns: np.ndarray
+    curve_steps: np.ndarray
+    curve_returns: np.ndarray
+    env_steps: int
+    eval_steps: int
+    wall_time: float
+    updates: np.ndarray
+    discarded: int = 0
+    max_staleness: int = 0
+
+    @property
+    def iterations(self) -> float:
+        """Particle updates divided by the number of particles."""
+        return float(self.updates.sum()) / len(self.updates)
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        """Wall seconds per iteration of the training loop."""
+        return self.wall_time / self.iterations if self.iterations else math.inf
+
+    @property
+    def iterations_per_second(self) -> float:
+        """Iterations per wall second of the training loop."""
+        return self.iterations / self.wall_time if self.wall_time > 0 else math.inf
+
+    @property
+    def mean_final_return(self) -> float:
+        """Mean over particles of :attr:`final_returns`."""
+        return float(np.mean(self.final_returns))
+
+    def policy_file(self) -> PolicyFile:
+        """The content of this run's policy file."""
+        kwargs: dict[str, Any] | list[dict[str, Any]] = self.env_kwargs
+        if all(k == self.env_kwargs[0] for k in self.env_kwargs):
+            kwargs = self.env_kwargs[0]
+        info = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.config).items()}
+        info.update(env_steps=self.env_steps, wall_time=self.wall_time, updates=[int(u) for u in self.updates])
+        return PolicyFile(env_id=self.env_id, env_kwargs=kwargs, spec=self.spec, actor=self.actor,
+                          critic=self.critic, final_returns=self.final_returns, info=info)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the policy file (see :func:`learning.policies.save_policy`)."""
+        save_policy(path, self.policy_file())
+
+
+class _WorkerSetup(WorkerPlugin):
+    """Dask worker plugin: one torch thread, a fork-safe numba layer, :mod:`learning` imported."""
+
+    idempotent = True
+    name = "pfmtwin-learning-setup"
+
+    def setup(self, worker: Any) -> None:
+        """Runs once in every worker, before any rollout."""
+        os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+        import torch
+
+        import learning.rollout  # noqa: F401  (registers the environments, warms the imports)
+
+        torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int = 2) -> Iterator[Client]:
+    """A ``distributed.Client`` ready for rollouts; closes what it started.
+
+    Args:
+        scheduler: address of an existing scheduler (``tcp://host:8786``); ``None`` starts a
+            ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)``.
+        workers: worker processes of that LocalCluster, ``>= 1``.
+
+    Yields:
+        The client, with every worker (also those joining later) prepared by the setup plugin.
+    """
+    if int(workers) < 1:
+        raise LearningConfigError(f"workers={workers!r}; a LocalCluster needs at least 1 worker process")
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                env=dict(WORKER_ENV)))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler))
+        client.register_plugin(_WorkerSetup(), name=_WorkerSetup.name)
+        yield client
+
+
+ProgressArg = Callable[[Progress], None] | bool | None
+
+
+def _seed(seed: int, *key: int) -> int:
+    """A 64-bit integer seed from ``SeedSequence(seed, spawn_key=key)``."""
+    return int(np.random.SeedSequence(int(seed), spawn_key=tuple(key)).generate_state(1, dtype=np.uint64)[0])
+
+
+def _per_particle_kwargs(env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+                         n: int) -> list[dict[str, Any]]:
+    if env_kwargs is None:
+        return [{} for _ in range(n)]
+    if isinstance(env_kwargs, Mapping):
+        return [dict(env_kwargs) for _ in range(n)]
+    kwargs = [dict(k) for k in env_kwargs]
+    if len(kwargs) != n:
+        raise LearningConfigError(
+            f"env_kwargs holds {len(kwargs)} dicts for {n} particles; give one dict for all or one per particle")
+    return kwargs
+
+
+class _Reporter:
+    """Turns updates into :class:`Progress` for a callback or a tqdm bar."""
+
+    def __init__(self, progress: ProgressArg, budget: int, n: int) -> None:
+        self.budget, self.n = budget, n
+        self.bar = None
+        self.callback: Callable[[Progress], None] | None = None
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=budget, unit="step", desc="train")
+        elif callable(progress):
+            self.callback = progress
+        elif progress not in (None, False):
+            raise LearningConfigError(f"progress={progress!r}; expected a callable, True (tqdm) or None")
+        self.shown = 0
+
+    def __call__(self, env_steps: int, updates: int, mean_return: float, wall: float) -> None:
+        p = Progress(env_steps, self.budget, updates, updates / self.n, mean_return, wall)
+        if self.callback is not None:
+            self.callback(p)
+        if self.bar is not None:
+            step = min(env_steps, self.budget) - self.shown
+            self.bar.update(step)
+            self.shown += step
+            self.bar.set_postfix(mean_return=f"{mean_return:.1f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Learner:
+    """Particles, their optimizers and the bookkeeping shared by every mode."""
+
+    def __init__(self, env_id: str, kwargs: list[dict[str, Any]], cfg: TrainConfig, spec: PolicySpec) -> None:
+        self.env_id, self.kwargs, self.cfg, self.spec = env_id, kwargs, cfg, spec
+        n = cfg.particles
+        inits = [init_particle(spec, _seed(cfg.seed, 0, i), output_gain=cfg.output_gain) for i in range(n)]
+        coupling = "svgd" if cfg.algo == "svpg" else "independent"
+        self.actors = ParticleAdam(np.stack([a for a, _ in inits]), coupling=coupling, alpha=cfg.alpha,
+                                   lr=cfg.lr, bandwidth=cfg.bandwidth)
+        self.critics = (ParticleAdam(np.stack([c for _, c in inits]), coupling="independent", lr=cfg.critic_lr)
+                        if spec.critic else None)
+        self.rollout_config = cfg.rollout_config()
+        self.grads = np.zeros((n, spec.actor_size))
+        self.critic_grads = np.zeros((n, spec.critic_size))
+        self.latest = np.full(n, np.nan)
+        self.version = np.zeros(n, dtype=np.int64)
+        self.submitted = np.zeros(n, dtype=np.int64)
+        self.env_steps = 0
+        self.curve: list[tuple[int, float]] = []
+
+    def task(self, i: int) -> RolloutTask:
+        """The next rollout of particle ``i`` from its current parameters."""
+        critic = self.critics.theta(i) if self.critics is not None else np.zeros(0)
+        t = RolloutTask(self.env_id, self.kwargs[i], self.spec, self.actors.theta(i).astype(np.float32),
+                        critic.astype(np.float32), _seed(self.cfg.seed, 1, i, int(self.submitted[i])),
+                        self.rollout_config, particle=i, version=int(self.version[i]))
+        self.submitted[i] += 1
+        return t
+
+    def record(self, r: RolloutResult) -> None:
+        """Keep a result's gradient estimates and return (its steps are counted separately)."""
+        self.grads[r.particle] = r.policy_grad
+        if self.critics is not None:
+            self.critic_grads[r.particle] = r.critic_grad
+        self.latest[r.particle] = r.mean_return
+
+    def update(self, particles: Sequence[int] | None) -> None:
+        """One SVPG (or independent) step of ``particles`` (default all)."""
+        self.actors.step(self.grads, particles)
+        if self.critics is not None:
+            self.critics.step(-self.critic_grads, particles)
+        self.version[list(range(self.cfg.particles)) if particles is None else list(particles)] += 1
+
+    def mean_return(self) -> float:
+        known = self.latest[np.isfinite(self.latest)]
+        return float(known.mean()) if len(known) else math.nan
+
+
+def _run_sync(learner: _Learner, run: Callable[[list[RolloutTask]], list[RolloutResult]],
+              report: _Reporter, start: float) -> None:
+    n, budget = learner.cfg.particles, learner.cfg.steps
+    while learner.env_steps < budget:
+        results = run([learner.task(i) for i in range(n)])
+        for r in results:
+            learner.record(r)
+            learner.env_steps += r.env_steps
+        learner.update(None)
+        learner.curve.append((learner.env_steps, learner.mean_return()))
+        report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
+
+
+def _run_async(learner: _Learner, client: Client, report: _Reporter, start: float) -> tuple[int, int]:
+    cfg = learner.cfg
+    slots = max(1, sum(client.nthreads().values()))
+    in_flight = max(1, math.ceil(slots / cfg.particles))
+    pending: set[Any] = set()
+    queue = as_completed()
+
+    def submit(i: int) -> None:
+        fut = client.submit(run_rollout, learner.task(i), pure=False)
+        pending.add(fut)
+        queue.add(fut)
+
+    for _ in range(in_flight):
+        for i in range(cfg.particles):
+            submit(i)
+    discarded = max_stale = 0
+    for fut in queue:
+        pending.discard(fut)
+        r: RolloutResult = fut.result()
+        learner.env_steps += r.env_steps
+        stale = int(learner.version[r.particle] - r.version)
+        if stale > cfg.staleness:
+            discarded += 1
+        else:
+            max_stale = max(max_stale, stale)
+            learner.record(r)
+            learner.update([r.particle])
+            learner.curve.append((learner.env_steps, learner.mean_return()))
+            report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
+        if learner.env_steps >= cfg.steps:
+            break
+        submit(r.particle)
+    if pending:
+        client.cancel(list(pending))
+    return discarded, max_stale
+
+
+def _evaluate(learner: _Learner, run: Callable[[list[RolloutTask]], list[RolloutResult]]) -> tuple[np.ndarray, int]:
+    cfg = learner.cfg
+    if cfg.eval_episodes == 0:
+        return learner.latest.copy(), 0
+    rc = cfg.rollout_config(episodes=cfg.eval_episodes)
+    tasks = []
+    for i in range(cfg.particles):
+        critic = learner.critics.theta(i) if learner.critics is not None else np.zeros(0)
+        tasks.append(RolloutTask(learner.env_id, learner.kwargs[i], learner.spec,
+                                 learner.actors.theta(i).astype(np.float32), critic.astype(np.float32),
+                                 _seed(cfg.seed, 2, i), rc, particle=i, version=int(learner.version[i]),
+                                 gradient=False))
+    results = run(tasks)
+    return np.array([r.mean_return for r in results]), int(sum(r.env_steps for r in results))
+
+
+def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+          config: TrainConfig | None = None, *, progress: ProgressArg = None, **options: Any) -> TrainResult:
+    """Train ``particles`` policies on a Gymnasium environment with SVPG or independently.
+
+    Args:
+        env_id: Gymnasium id, e.g. ``"CartPole-v1"`` or ``"pfmtwin/DomainWall-v0"``.
+        env_kwargs: keyword arguments of ``gymnasium.make``: one dict for all particles, or one
+            per particle (same spaces; e.g. per-particle environment variants).
+        config: options; ``None`` for the defaults of :class:`TrainConfig`.
+        progress: a callable receiving :class:`Progress` after every update, ``True`` for a
+            tqdm bar, or ``None``.
+        **options: override fields of ``config`` by name (``algo``, ``particles``, ``steps``,
+            ``seed``, ``mode``, ``scheduler``, ``workers``, ``staleness``, ``alpha``, ...).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        LearningConfigError: an unknown option or a value out of range (the message names it,
+            the allowed range and the fix).
+    """
+    base = config if config is not None else TrainConfig()
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise LearningConfigError(f"unknown training option(s) {unknown!r}; valid options: {sorted(names)}")
+    if "hidden" in options:
+        options["hidden"] = tuple(options["hidden"])
+    cfg = dataclasses.replace(base, **options)
+    kwargs = _per_particle_kwargs(env_kwargs, cfg.particles)
+    env = make_env(env_id, kwargs[0], cfg.max_episode_steps)
+    try:
+        spec = PolicySpec.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
+                                      critic=cfg.estimator == "a2c")
+    finally:
+        env.close()
+    learner = _Learner(env_id, kwargs, cfg, spec)
+    report = _Reporter(progress, cfg.steps, cfg.particles)
+    discarded = max_stale = 0
+    try:
+        if cfg.mode == "serial":
+            def run(tasks: list[RolloutTask]) -> list[RolloutResult]:
+                return [run_rollout(t) for t in tasks]
+
+            start = time.perf_counter()
+            _run_sync(learner, run, report, start)
+            wall = time.perf_counter() - start
+            final, eval_steps = _evaluate(learner, run)
+        else:
+            with dask_client(cfg.scheduler, cfg.workers) as client:
+                def run(tasks: list[RolloutTask]) -> list[RolloutResult]:
+                    return client.gather([client.submit(run_rollout, t, pure=False) for t in tasks])
+
+                start = time.perf_counter()
+                if cfg.mode == "sync":
+                    _run_sync(learner, run, report, start)
+                else:
+                    discarded, max_stale = _run_async(learner, client, report, start)
+                wall = time.perf_counter() - start
+                final, eval_steps = _evaluate(learner, run)
+    finally:
+        report.close()
+    steps = np.array([s for s, _ in learner.curve], dtype=np.int64)
+    rets = np.array([r for _, r in learner.curve], dtype=float)
+    critic = learner.critics.thetas if learner.critics is not None else np.zeros((cfg.particles, 0))
+    return TrainResult(env_id=env_id, env_kwargs=kwargs, config=cfg, spec=spec, actor=learner.actors.thetas,
+                       critic=critic, final_returns=final, curve_steps=steps, curve_returns=rets,
+                       env_steps=learner.env_steps, eval_steps=eval_steps, wall_time=wall,
+                       updates=learner.version.copy(), discarded=discarded, max_staleness=max_stale)
