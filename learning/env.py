@@ -380,6 +380,11 @@ class DomainWallEnv(gymnasium.Env):
         (it leaves the window, or no wall crosses it any more) earns ``-lost_penalty`` and
         terminates the episode; after ``max_steps`` pulses it is truncated.
 
+    Attributes:
+        config: the validated keyword arguments.
+        limits: the safety limits of the connected microscope (``info().limits``).
+        pulse_map: the action-to-pulse map, its ranges cut to ``limits``.
+
     Raises:
         EnvConfigError, InvalidArgumentError, LimitError: a bad keyword argument (value,
             limit and fix in the message); nothing is sent to the instrument.
@@ -493,9 +498,6 @@ class DomainWallEnv(gymnasium.Env):
         offset = wall.x[mask] - self._window.center[0]
         return min(float(np.sqrt(np.mean((offset - wanted) ** 2))) / (self._window.size / 2), 2.0)
 
-    def _score(self, wall: Wall) -> float:
-        return self.curvature_measure(wall) if self.config.goal == "curvature" else self.shape_error(wall)
-
     # -- observation -------------------------------------------------------------------------
 
     def _observation(self, wall: Wall) -> np.ndarray | dict[str, np.ndarray]:
@@ -511,9 +513,8 @@ class DomainWallEnv(gymnasium.Env):
         return {"profile": profile, "image": np.clip(wall.state, -1.0, 1.0).astype(np.float32)}
 
     def _info(self, wall: Wall, pulse: control.PulseRecord | None = None) -> dict[str, Any]:
-        assert self._scope is not None
         info: dict[str, Any] = {
-            "time": self._scope.now(),
+            "time": self.microscope.now(),
             "window": [self._window.center[0], self._window.center[1], self._window.size],
             "lost": wall.lost,
         }

@@ -25,10 +25,9 @@ units.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +37,7 @@ import torch
 
 import learning  # noqa: F401  (registers pfmtwin/DomainWall-v0 in Dask workers)
 from learning.policies import NumpyActor, Policy, PolicySpec
-from learning.svpg import LearningConfigError
+from learning.svpg import LearningConfigError, one_torch_thread
 
 __all__ = ["ESTIMATORS", "RolloutConfig", "RolloutResult", "RolloutTask", "make_env", "run_rollout"]
 
@@ -140,18 +139,6 @@ class RolloutResult:
         return float(np.mean(self.episode_returns))
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if previous != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if previous != 1:
-            torch.set_num_threads(previous)
-
-
 def make_env(env_id: str, env_kwargs: Mapping[str, Any], max_episode_steps: int | None = None) -> gymnasium.Env:
     """``gymnasium.make`` with a time limit guaranteed.
 
@@ -221,7 +208,7 @@ def run_rollout(task: RolloutTask) -> RolloutResult:
     if not task.gradient:
         return RolloutResult(task.particle, task.version, np.zeros(0), np.zeros(0), returns, lengths,
                              len(r), time.perf_counter() - start)
-    with _one_torch_thread():
+    with one_torch_thread():
         policy_grad, critic_grad = _gradients(task, obs_rows, actions, r, episodes)
     return RolloutResult(task.particle, task.version, policy_grad, critic_grad, returns, lengths, len(r),
                          time.perf_counter() - start)

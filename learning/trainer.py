@@ -50,7 +50,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from learning.policies import PolicyFile, PolicySpec, init_particle, save_policy
 from learning.rollout import ESTIMATORS, RolloutConfig, RolloutResult, RolloutTask, make_env, run_rollout
-from learning.svpg import LearningConfigError, ParticleAdam
+from learning.svpg import LearningConfigError, ParticleAdam, one_torch_thread
 
 __all__ = [
     "ALGOS",
@@ -111,6 +111,9 @@ class TrainConfig:
     """Hidden layer widths of actor and critic."""
     output_gain: float = 0.01
     """Orthogonal-init gain of the actor's output layer."""
+    init_spread: float | None = None
+    """``None``: every particle its own random init; a number: one shared random init plus
+    independent ``N(0, init_spread^2)`` noise on every parameter of every particle."""
     bandwidth: float | None = None
     """Fixed kernel bandwidth ``h``; ``None`` for the median heuristic."""
     max_episode_steps: int | None = None
@@ -146,6 +149,8 @@ class TrainConfig:
                 raise LearningConfigError(f"{name}={v!r} must be finite and > 0")
         if not (self.alpha >= 0 and math.isfinite(self.alpha)):
             raise LearningConfigError(f"alpha={self.alpha!r} must be finite and >= 0")
+        if self.init_spread is not None and not (self.init_spread >= 0 and math.isfinite(self.init_spread)):
+            raise LearningConfigError(f"init_spread={self.init_spread!r} must be finite and >= 0, or None")
         self.rollout_config()  # validates the rollout options
 
     def rollout_config(self, *, episodes: int | None = None) -> RolloutConfig:
@@ -345,18 +350,29 @@ class _Reporter:
             self.bar.close()
 
 
+def _initial_particles(spec: PolicySpec, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Initial actor and critic vectors, shapes ``(n, actor_size)`` and ``(n, critic_size)``."""
+    n = cfg.particles
+    if cfg.init_spread is None:
+        inits = [init_particle(spec, _seed(cfg.seed, 0, i), output_gain=cfg.output_gain) for i in range(n)]
+        return np.stack([a for a, _ in inits]), np.stack([c for _, c in inits])
+    actor, critic = init_particle(spec, _seed(cfg.seed, 0), output_gain=cfg.output_gain)
+    rng = np.random.default_rng(_seed(cfg.seed, 3))
+    actors = actor + cfg.init_spread * rng.standard_normal((n, actor.size))
+    critics = np.repeat(critic[None], n, axis=0)  # critics are not coupled: no spread needed
+    return actors, critics
+
+
 class _Learner:
     """Particles, their optimizers and the bookkeeping shared by every mode."""
 
     def __init__(self, env_id: str, kwargs: list[dict[str, Any]], cfg: TrainConfig, spec: PolicySpec) -> None:
         self.env_id, self.kwargs, self.cfg, self.spec = env_id, kwargs, cfg, spec
         n = cfg.particles
-        inits = [init_particle(spec, _seed(cfg.seed, 0, i), output_gain=cfg.output_gain) for i in range(n)]
+        actors, critics = _initial_particles(spec, cfg)
         coupling = "svgd" if cfg.algo == "svpg" else "independent"
-        self.actors = ParticleAdam(np.stack([a for a, _ in inits]), coupling=coupling, alpha=cfg.alpha,
-                                   lr=cfg.lr, bandwidth=cfg.bandwidth)
-        self.critics = (ParticleAdam(np.stack([c for _, c in inits]), coupling="independent", lr=cfg.critic_lr)
-                        if spec.critic else None)
+        self.actors = ParticleAdam(actors, coupling=coupling, alpha=cfg.alpha, lr=cfg.lr, bandwidth=cfg.bandwidth)
+        self.critics = (ParticleAdam(critics, coupling="independent", lr=cfg.critic_lr) if spec.critic else None)
         self.rollout_config = cfg.rollout_config()
         self.grads = np.zeros((n, spec.actor_size))
         self.critic_grads = np.zeros((n, spec.critic_size))
@@ -496,10 +512,12 @@ def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any
                                       critic=cfg.estimator == "a2c")
     finally:
         env.close()
-    learner = _Learner(env_id, kwargs, cfg, spec)
     report = _Reporter(progress, cfg.steps, cfg.particles)
     discarded = max_stale = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(one_torch_thread())
+        stack.callback(report.close)
+        learner = _Learner(env_id, kwargs, cfg, spec)
         if cfg.mode == "serial":
             def run(tasks: list[RolloutTask]) -> list[RolloutResult]:
                 return [run_rollout(t) for t in tasks]
@@ -520,8 +538,6 @@ def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any
                     discarded, max_stale = _run_async(learner, client, report, start)
                 wall = time.perf_counter() - start
                 final, eval_steps = _evaluate(learner, run)
-    finally:
-        report.close()
     steps = np.array([s for s, _ in learner.curve], dtype=np.int64)
     rets = np.array([r for _, r in learner.curve], dtype=float)
     critic = learner.critics.thetas if learner.critics is not None else np.zeros((cfg.particles, 0))

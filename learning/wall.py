@@ -122,7 +122,8 @@ def curvature(y: np.ndarray, x: np.ndarray, smoothing: float) -> np.ndarray:
     """Signed curvature of the wall x(y) after Gaussian smoothing along the wall, 1/m.
 
     kappa = x'' / (1 + x'^2)^(3/2), the curvature of the contour (PHYSICS.md) written for a
-    graph x(y); derivatives by central differences.
+    graph x(y); derivatives by central differences. The wall is extended by point reflection
+    beyond its ends before smoothing, so a straight wall has zero curvature up to the edges.
 
     Args:
         y: evenly spaced line positions, m, shape (n,), n >= 3.
@@ -133,7 +134,15 @@ def curvature(y: np.ndarray, x: np.ndarray, smoothing: float) -> np.ndarray:
         Curvature on each line, 1/m, shape (n,).
     """
     dy = float(y[1] - y[0])
-    xs = ndimage.gaussian_filter1d(x, smoothing / dy, mode="nearest") if smoothing > 0 else np.asarray(x)
+    xs = np.asarray(x, dtype=np.float64)
+    if smoothing > 0:
+        # Extend the wall by point reflection at both ends (a straight wall stays straight), so
+        # the smoothing bends no wall near the window edges.
+        sigma = smoothing / dy
+        pad = min(int(4 * sigma) + 1, len(xs) - 1)
+        ends = (2 * xs[0] - xs[pad:0:-1], 2 * xs[-1] - xs[-2 : -pad - 2 : -1])
+        padded = np.concatenate([ends[0], xs, ends[1]])
+        xs = ndimage.gaussian_filter1d(padded, sigma, mode="nearest")[pad : pad + len(xs)]
     d1 = np.gradient(xs, dy)
     d2 = np.gradient(d1, dy)
     return d2 / (1.0 + d1**2) ** 1.5

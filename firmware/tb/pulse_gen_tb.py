@@ -317,6 +317,10 @@ async def _run_and_check(driver, monitor, board, commands, rng) -> None:
         await driver.idle(max(0, gap - 1))
         await driver.run(command, sync=gap > 0)
         gap = rng.choice([0, 0, 1, 3])
+    # Let the monitors see the last pulse's falling edge first: done rises in the same time step
+    # as the bias code returns to 0, and the order in which coroutines resume in one ReadOnly
+    # phase is up to the simulator (Verilator resumed the checker first and missed that change).
+    await driver.idle(2)
     await ReadOnly()
     assert len(monitor.pulses) == len(commands), f"{len(commands)} commands, {len(monitor.pulses)} pulses"
     for command, pulse in zip(commands, monitor.pulses, strict=True):
@@ -397,6 +401,7 @@ async def trigger_while_active_is_ignored(dut):
     await driver.idle(10)
     await driver.trigger(-FULL_SCALE, 5000)  # while the bias is on
     await RisingEdge(dut.done)
+    await driver.idle(2)  # the monitors record the falling edge first (see _run_and_check)
     await ReadOnly()
     assert len(monitor.pulses) == 1
     pulse = monitor.pulses[0]
@@ -423,6 +428,7 @@ async def illegal_widths_are_refused(dut):
         await driver.clear_errors()
     command = PulseCommand(amplitude=-3.0, width=HW.pulse_width_min)
     await driver.run(command)
+    await driver.idle(2)  # the monitors record the falling edge first (see _run_and_check)
     await ReadOnly()
     board.check(command, monitor.pulses[-1])
     board.assert_clean()
