@@ -206,17 +206,27 @@ class Emulator:
         speed: simulated seconds per wall second (1 = real time); ``None``: as fast as possible.
         faults: fault plan (link and instrument faults); ``None``: a perfect link.
         url: how clients reach this emulator (reported by IDENTIFY).
+        instrument: serve this instrument instead of opening ``twin_url`` (firmware
+            co-simulation serves the RTL with the twin's physics this way). It has the twin's
+            verbs (``info``, ``now``, ``move_tip``, ``apply_pulse``, ``scan`` with the
+            ``on_line`` hook attribute, ``drift_burst``, ``blunt_tip``) and, to serve READ_REG,
+            ``read_register(address) -> int``; it runs as fast as it can (``speed`` None).
+        backend: the backend name IDENTIFY reports.
     """
 
-    def __init__(self, twin_url: str, speed: float | None = None, faults: FaultPlan | None = None, url: str = "") -> None:
+    def __init__(self, twin_url: str, speed: float | None = None, faults: FaultPlan | None = None, url: str = "",
+                 *, instrument=None, backend: str = "emulator") -> None:
         if speed is not None and not 0 < speed <= 1e6:
             raise ValueError(f"speed={speed!r} must be in (0, 1e6] or None for as fast as possible")
+        if instrument is not None and speed is not None:
+            raise ValueError("an instrument given to the emulator runs on its own clock; pass speed=None")
         self.speed = speed
         self.env = simpy.Environment() if speed is None else ScaledRealtime(factor=1.0 / speed, strict=False)
-        self.twin: TwinMicroscope = open_twin(twin_url, env=self.env)
+        self.twin: TwinMicroscope = instrument if instrument is not None else open_twin(twin_url, env=self.env)
         self.limits = SafetyLimits.from_hardware(self.twin.config.hardware)
         self.faults = FaultInjector(faults or FaultPlan())
         self.url = url
+        self.backend = backend
         # A new id at every start: a client that reconnects to a restarted instrument must not
         # resend a command that the previous instance may have executed.
         self.boot_id = uuid.uuid4().hex
@@ -321,7 +331,7 @@ class Emulator:
             return
         peer.client_id = client_id
         info = self.twin.info().to_dict()
-        info.update(backend="emulator", url=self.url, identity="pfmtwin emulator: " + info["identity"])
+        info.update(backend=self.backend, url=self.url, identity=f"pfmtwin {self.backend}: " + info["identity"])
         info["options"]["speed"] = self.speed if self.speed is not None else "max"
         info["boot_id"] = self.boot_id
         self._send(peer.link, wire.encode(Cmd.ACK, frame.seq, wire.pack_json(info)))
@@ -338,6 +348,10 @@ class Emulator:
                 return
             if cmd == Cmd.BYE:
                 send(wire.encode(Cmd.ACK, seq))
+                return
+            if cmd == Cmd.READ_REG and hasattr(self.twin, "read_register"):
+                address, _ = wire.unpack_register(frame.payload)
+                send(wire.encode(Cmd.ACK, seq, self.twin.read_register(address).to_bytes(4, "little")))
                 return
             if cmd not in (Cmd.MOVE, Cmd.SCAN, Cmd.PULSE):
                 send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.UNKNOWN_COMMAND, cmd, f"command 0x{cmd:02x} is not known")))

@@ -26,8 +26,10 @@ Resets do not restore the sample: like a real film, it keeps the domains written
 episodes. A reset rescans, and with ``recenter`` moves the window across the wall so that the
 new episode starts with the wall in the middle (following it if it was pushed out). Only a
 reset with a seed (``reopen="seeded"``, the default) or every reset (``reopen="always"``)
-reopens the microscope: a fresh simulated sample, so seeded runs are reproducible; on a real
-instrument reopening only reconnects. See docs/decisions/0004-domain-wall-env.md.
+reopens the microscope, and, unless ``reopen="never"``, a reset that finds no usable wall on
+the sample in use: a simulated sample comes back fresh, so seeded runs are reproducible; on a
+real instrument reopening only reconnects (and a reset without a wall raises ``NoWallError``).
+See docs/decisions/0004-domain-wall-env.md.
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ class DomainWallConfig:
         lost_penalty: reward (negated) of a step that loses the wall.
         recenter: at each reset, move the window in x so that it is centred on the wall.
         reopen: when a reset reopens the microscope: "seeded" (a reset with a seed), "always",
-            or "never" (only if closed).
+            or "never" (only if closed). Except with "never", a reset that finds no usable
+            wall on the sample in use also reopens it once before giving up.
         image: also observe the scan as a small image (Dict observation).
     """
 

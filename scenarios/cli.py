@@ -47,8 +47,12 @@ def _demo(args) -> int:
 def _bench(args) -> int:
     from scenarios.bench import bench_emulator, bench_twin
 
-    benches = {"twin": bench_twin, "emulator": bench_emulator}
-    print(json.dumps(benches[args.what](url=args.url, repeat=args.repeat)))
+    builtin = {"twin": bench_twin, "emulator": bench_emulator}
+    if args.what in builtin:
+        bench = builtin[args.what]
+    else:  # benchmarks of other packages (firmware, ...) plug in, so scenarios never imports them
+        bench = next(ep for ep in entry_points(group="pfmtwin.benches") if ep.name == args.what).load()
+    print(json.dumps(bench(url=args.url, repeat=args.repeat)))
     return 0
 
 
@@ -89,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
         ep.load()(sub)
 
     s = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    s.add_argument("what", choices=("twin", "emulator"))
+    s.add_argument("what", choices=("twin", "emulator", *sorted(ep.name for ep in entry_points(group="pfmtwin.benches"))))
     s.add_argument("--url", default="twin://?seed=7")
     s.add_argument("--repeat", type=int, default=5)
     s.set_defaults(func=_bench)

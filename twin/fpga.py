@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from control.errors import LimitError
 from control.hardware import DEFAULT_HARDWARE, HardwareSpec
 
@@ -80,6 +82,38 @@ class FpgaTiming:
     def position(self, code):
         """Position, m, of scanner DAC ``code`` (int or integer array)."""
         return code * (self.hardware.scan_range / self.position_full_scale)
+
+    def quantize(self, position):
+        """Where the scanner DAC puts the tip for a commanded ``position`` (m, float or array)."""
+        full = self.position_full_scale
+        codes = np.clip(np.rint(np.asarray(position) / self.hardware.scan_range * full), 0, full)
+        return self.position(codes)
+
+    def ramp(self, positions) -> tuple[int, int]:
+        """Origin code and whole-code step of the scan generator's ramp through ``positions`` (m).
+
+        The RTL (scan_gen.v) steps the DAC by a whole number of codes per pixel; the ramp is
+        centred on the requested positions, so the error is at most (n - 1)/2 times half a code.
+        """
+        positions = np.asarray(positions, dtype=float)
+        lsb = float(self.position(1))
+        n = len(positions)
+        step = int(round((positions[-1] - positions[0]) / (n - 1) / lsb)) if n > 1 else 0
+        origin = int(round((positions[0] + positions[-1]) / 2 / lsb - step * (n - 1) / 2))
+        origin = max(0, min(origin, self.position_full_scale - step * (n - 1)))
+        if step < 0 or step >= 2**self.hardware.dac_bits:
+            raise LimitError(f"a scan step of {step} DAC codes is outside 0..{2**self.hardware.dac_bits - 1}; "
+                             "scan a smaller field or with more points")
+        return origin, step
+
+    def raster_positions(self, xs, ys) -> tuple[np.ndarray, np.ndarray]:
+        """Tip positions (m) of a raster whose commanded positions are ``xs``, ``ys`` (lines, points)."""
+        x0, dx = self.ramp(xs[0])
+        y0, dy = self.ramp(ys[:, 0])
+        ny, nx = xs.shape
+        x = self.position(x0 + dx * np.arange(nx))
+        y = self.position(y0 + dy * np.arange(ny))
+        return np.broadcast_to(x, (ny, nx)).copy(), np.broadcast_to(y[:, None], (ny, nx)).copy()
 
     @property
     def adc_divider(self) -> int:

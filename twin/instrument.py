@@ -102,9 +102,10 @@ class TwinMicroscope:
         Args:
             spec: what to scan.
             on_line: called with each line as it is acquired.
-            positions: commanded pixel positions (x, y), m, each of shape ``spec.shape``, when the
-                controller quantizes them (firmware co-simulation passes the RTL's scanner DAC
-                codes); default ``spec.positions()``.
+            positions: tip positions (x, y), m, each of shape ``spec.shape``, to evaluate the
+                signal at (firmware co-simulation passes the RTL's scanner DAC positions); default:
+                where the scan generator's DAC ramp puts the tip (``FpgaTiming.raster_positions``)
+                for a raster, the commanded positions for a spiral.
         """
         return self._run(self._scan(spec, on_line, positions))
 
@@ -149,9 +150,12 @@ class TwinMicroscope:
 
     def _scan(self, spec: ScanSpec, on_line: LineHook | None = None,
               positions: tuple[np.ndarray, np.ndarray] | None = None) -> Generator:
-        xs, ys = spec.positions() if positions is None else positions
-        if xs.shape != spec.shape or ys.shape != spec.shape:
-            raise ValueError(f"positions have shapes {xs.shape}, {ys.shape}; the scan needs {spec.shape}")
+        xs, ys = spec.positions()
+        if positions is None:
+            positions = self.timing.raster_positions(xs, ys) if spec.path == "raster" else (xs, ys)
+        tx, ty = positions
+        if tx.shape != spec.shape or ty.shape != spec.shape:
+            raise ValueError(f"positions have shapes {tx.shape}, {ty.shape}; the scan needs {spec.shape}")
         ny, nx = spec.shape
         yield from self._move(xs[0, 0], ys[0, 0], self.config.hardware.tip_speed_max)
         period = self.timing.line_period(spec.line_rate, nx)
@@ -159,17 +163,17 @@ class TwinMicroscope:
         line_times = self.env.now + np.arange(ny) * per_line
         fraction = (np.arange(nx) + 0.5) / nx
         times = line_times[:, None] + fraction[None, :] * period
-        channels = self.pfm.acquire(*self._actual(xs, ys, times), self.noise)
+        channels = self.pfm.acquire(*self._actual(tx, ty, times), self.noise)
         if spec.retrace:
             back = line_times[:, None] + period + (1.0 - fraction[None, :]) * period
-            for name, values in self.pfm.acquire(*self._actual(xs, ys, back), self.noise).items():
+            for name, values in self.pfm.acquire(*self._actual(tx, ty, back), self.noise).items():
                 channels[f"{name}_retrace"] = values
         for i in range(ny):
             yield self.env.timeout(per_line)
             for hook in (self.on_line, on_line):
                 if hook is not None:
                     hook(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
-        self.scanner.commanded = np.array([xs[-1, -1], ys[-1, -1]])
+        self.scanner.commanded = np.array([tx[-1, -1], ty[-1, -1]])
         return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=line_times)
 
     def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:
@@ -194,7 +198,8 @@ class TwinMicroscope:
         emitted = self.timing.bias(code)
         yield self.env.timeout(self.timing.pulse_latency)
         start = float(self.env.now)
-        ax, ay = self._actual(np.array(x), np.array(y), np.array(start))
+        # The tip sits where the scanner DACs put it: the commanded position to the nearest code.
+        ax, ay = self._actual(self.timing.quantize(x), self.timing.quantize(y), np.array(start))
         self.film.write(float(ax), float(ay), emitted, emitted_width)
         yield self.env.timeout(emitted_width)
         # Back-switching of sub-critical domains completes within ~100 ms of the pulse; the next

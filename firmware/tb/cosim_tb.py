@@ -1,0 +1,93 @@
+"""cocotb side of ``pfmtwin cosim``: the RTL controller served over the wire protocol.
+
+One long cocotb test: it resets ``pfm_sim_top``, builds the twin and a
+:class:`firmware.cosim.CosimInstrument` over a blocking port to the RTL, and runs the emulator's
+server in a cocotb ``bridge`` thread. The simulator stands still while the server waits for
+clients; each command runs simulation time through ``resume``. The listening URL is printed as
+one JSON line, ``{"listening": "socket://HOST:PORT"}``.
+
+Environment: ``PFM_COSIM_LISTEN`` (socket://HOST:PORT, port 0 picks one), ``PFM_COSIM_TWIN``
+(twin URL), ``PFM_COSIM_CONFIG`` (JSON of :class:`firmware.cosim.CosimConfig` fields).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.task import bridge, resume
+
+from control import wire
+from control.urls import split
+from control.wire import Cmd
+from emulator.server import Emulator, Server
+from firmware.cosim import CosimConfig, CosimInstrument
+from firmware.tb.host import Analog, Host
+from twin.backend import open_twin
+
+#: Extra cycles allowed beyond a pulse's width or a pixel's period before a wait fails.
+SLACK_CYCLES = 200_000
+
+
+class CocotbRtl:
+    """:class:`firmware.cosim.RtlPort` on cocotb: blocking calls for the server's bridge thread."""
+
+    def __init__(self, dut, host: Host, analog: Analog) -> None:
+        self.dut, self.host, self.analog = dut, host, analog
+        self.write = resume(host.write)
+        self.read = resume(host.read)
+        self.read_address = resume(self._read_address)
+        self.pulse = resume(self._pulse)
+        self.scan = resume(self._scan)
+        self._cycles = resume(self._cycle)
+
+    @property
+    def cycles(self) -> int:
+        return self._cycles()
+
+    async def _cycle(self) -> int:
+        return int(self.dut.cycle.value)
+
+    async def _read_address(self, address: int) -> int:
+        payload = self.host.check(await self.host.request(Cmd.READ_REG, wire.pack_register(address, 0)))
+        return int.from_bytes(payload, "little")
+
+    async def _pulse(self, cycles: int) -> dict:
+        emitted = len(self.analog.pulses)
+        await self.host.write("PULSE_TRIGGER", 1)
+        await self.analog.wait_pulse(emitted + 1, cycles + SLACK_CYCLES)
+        return dict(self.analog.pulses[emitted])
+
+    async def _scan(self, samples: np.ndarray, pixels: int, control: int, on_pixels):
+        analog = self.analog
+        analog.load(samples)
+        analog.pixels = []
+        period = int(await self.host.read("PIXEL_CYCLES"))
+        await self.host.write("CONTROL", control)
+        while len(analog.pixels) < pixels:
+            await analog.wait_pixels(len(analog.pixels) + 1, period + SLACK_CYCLES)
+            on_pixels(np.array(analog.pixels, dtype=np.int64))
+        return np.array(analog.pixels, dtype=np.int64), np.array(analog.sample_positions, dtype=np.int64)
+
+
+@cocotb.test()
+async def serve(dut):
+    """Serve the RTL with the twin's physics until the process is stopped."""
+    host, analog = Host(dut), Analog(dut)
+    await host.reset()
+    rtl = CocotbRtl(dut, host, analog)
+    config = CosimConfig(**json.loads(os.environ.get("PFM_COSIM_CONFIG", "{}")))
+    twin = open_twin(os.environ.get("PFM_COSIM_TWIN", "twin://"))
+    scheme, address, _ = split(os.environ.get("PFM_COSIM_LISTEN", "socket://127.0.0.1:7002"))
+    bind_host, _, bind_port = address.rpartition(":")
+
+    def serve_blocking() -> None:
+        instrument = CosimInstrument(twin, rtl, config)
+        server = Server(Emulator("", instrument=instrument, backend="cosim"))
+        bound = server.listen_tcp(bind_host or "127.0.0.1", int(bind_port))
+        print(json.dumps({"listening": f"socket://{bound[0]}:{bound[1]}"}), flush=True)
+        server.serve_forever()
+
+    await bridge(serve_blocking)()
