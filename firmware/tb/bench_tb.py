@@ -14,12 +14,11 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 from control.hardware import DEFAULT_HARDWARE
 from firmware import lockin_model
 from firmware.cosim import control_word
-from firmware.tb.host import Analog, Host
+from firmware.tb.host import Analog, Host, after_cycles
 from twin.fpga import FpgaTiming
 
 IDLE_CYCLES = 200_000
@@ -32,7 +31,7 @@ async def cycles_per_second(dut):
     host, analog = Host(dut), Analog(dut)
     await host.reset()
     t0 = time.perf_counter()
-    await ClockCycles(dut.clk, IDLE_CYCLES)
+    await after_cycles(IDLE_CYCLES)
     idle = IDLE_CYCLES / (time.perf_counter() - t0)
 
     samples_per_pixel = 40

@@ -9,15 +9,20 @@ code the real client uses. Used by the top-level testbench and by ``pfmtwin cosi
 from __future__ import annotations
 
 import cocotb
-from cocotb.triggers import ClockCycles, Event, FallingEdge, First, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, Event, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from control import wire
-from control.hardware import REGISTER_MAP
+from control.hardware import DEFAULT_HARDWARE, REGISTER_MAP
 from control.wire import Cmd
 
 #: Cycles to wait for an answer before giving up: the longest answer (a NAK with a 64-byte
 #: text) takes 75 bytes of 10 bits; at 100 cycles per bit that is 75,000 cycles.
 ANSWER_TIMEOUT_CYCLES = 200_000
+
+
+def after_cycles(cycles: int) -> Timer:
+    """A timer of ``cycles`` clock periods. Unlike ClockCycles it wakes Python once, not per edge."""
+    return Timer(round(cycles * 1e9 / DEFAULT_HARDWARE.clock), "ns")
 
 
 class NakError(RuntimeError):
@@ -88,7 +93,7 @@ class Host:
         """The next decoded answer (a ``wire.Frame`` or ``wire.Damaged``); AssertionError on timeout."""
         while not self.answers:
             self._arrived.clear()
-            timer = ClockCycles(self.dut.clk, timeout_cycles)
+            timer = after_cycles(timeout_cycles)
             fired = await First(self._arrived.wait(), timer)
             if fired is timer and not self.answers:
                 raise AssertionError(f"no answer from the controller within {timeout_cycles} cycles")
@@ -201,7 +206,7 @@ class Analog:
         """Until :attr:`pixels` holds ``count`` pixels; AssertionError after ``timeout_cycles``."""
         while len(self.pixels) < count:
             self.pixel_arrived.clear()
-            timer = ClockCycles(self.dut.clk, timeout_cycles)
+            timer = after_cycles(timeout_cycles)
             fired = await First(self.pixel_arrived.wait(), timer)
             if fired is timer and len(self.pixels) < count:
                 raise AssertionError(f"{len(self.pixels)} of {count} pixels arrived within {timeout_cycles} cycles")
@@ -210,7 +215,7 @@ class Analog:
         """Until :attr:`pulses` holds ``count`` finished pulses; AssertionError after the timeout."""
         while len(self.pulses) < count:
             self.pulse_ended.clear()
-            timer = ClockCycles(self.dut.clk, timeout_cycles)
+            timer = after_cycles(timeout_cycles)
             fired = await First(self.pulse_ended.wait(), timer)
             if fired is timer and len(self.pulses) < count:
                 raise AssertionError(f"pulse {count} did not end within {timeout_cycles} cycles")
