@@ -39,6 +39,8 @@ POLL = 0.05
 WRITE_TIMEOUT = 5.0
 #: How long a new client waits for the previous one to leave before it is refused BUSY, s.
 BUSY_GRACE = 1.0
+#: Longest a refused (BUSY) connection is kept open for the client to read its NAK, s.
+LINGER = 1.0
 #: Clients whose last answer is kept for resends (the oldest is forgotten first).
 CACHED_CLIENTS = 8
 
@@ -438,16 +440,33 @@ class Server:
             except OSError:
                 return
             if self._busy.is_set() and not self._previous_client_left():
-                link = SocketLink(sock)
-                try:
-                    link.write(wire.encode(Cmd.NAK, 0, wire.pack_nak(
-                        Nak.BUSY, 0, "BUSY: another client is connected; the emulator serves one client at a time")))
-                except LinkClosed:
-                    pass
-                link.close()
+                threading.Thread(target=self._refuse, args=(sock,), name="emulator-busy", daemon=True).start()
             else:
                 self._busy.set()
                 self._clients.put(sock)
+
+    @staticmethod
+    def _refuse(sock: socket.socket) -> None:
+        """Answer NAK BUSY and close gracefully.
+
+        Closing at once can lose the NAK: the client's IDENTIFY arriving at a closed socket makes
+        the kernel send a reset, which discards the unread NAK on the client's side, and pyserial
+        drops bytes read in the same call as an end of stream. So: send, then keep the socket open
+        until the client, having read the NAK, closes it (at most LINGER s).
+        """
+        link = SocketLink(sock)
+        try:
+            link.write(wire.encode(Cmd.NAK, 0, wire.pack_nak(
+                Nak.BUSY, 0, "BUSY: another client is connected; the emulator serves one client at a time")))
+            deadline = monotonic() + LINGER
+            while monotonic() < deadline:
+                ready, _, _ = select.select([sock], [], [], POLL)
+                if ready and not sock.recv(4096):
+                    break
+        except (LinkClosed, OSError):
+            pass
+        finally:
+            link.close()
 
     def _previous_client_left(self) -> bool:
         """Whether the client being served has left (or is leaving: decided within ``BUSY_GRACE`` s).
