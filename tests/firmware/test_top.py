@@ -9,10 +9,8 @@ verdict, and tests/firmware/test_frame_parser.py checks the UART's bit timing it
 from __future__ import annotations
 
 from firmware import runner
+from firmware.cosim import TOP_SOURCES
 
-TOP_SOURCES = ["pfm_crc.v", "uart_rx.v", "uart_tx.v", "frame_parser.v", "bias_clamp.v", "pulse_gen.v",
-               "scan_gen.v", "nco.v", "cordic.v", "lockin_div.v", "lockin_sine_rom.v", "lockin_atan_rom.v",
-               "lockin.v", "pfm_top.v", "pfm_sim_top.v"]
 FAST_UART = {"CLKS_PER_BIT": 8}
 
 
