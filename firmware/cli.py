@@ -18,6 +18,7 @@ from pathlib import Path
 
 from control.errors import UrlError
 from control.urls import split
+from emulator.cli import twin_url
 from firmware import runner
 from firmware.cosim import TOP_SOURCES, CosimConfig
 
@@ -25,15 +26,6 @@ from firmware.cosim import TOP_SOURCES, CosimConfig
 #: simulated time. The instrument's own rate (HardwareSpec.uart_baud) is available with
 #: --uart-cycles 100; nothing else depends on it.
 COSIM_UART_CYCLES = 8
-
-
-def _twin_url(options: str, seed: int | None) -> str:
-    from urllib.parse import parse_qsl, urlencode
-
-    pairs = dict(parse_qsl(options.lstrip("?"), keep_blank_values=True))
-    if seed is not None:
-        pairs["seed"] = str(seed)
-    return "twin://?" + urlencode(pairs)
 
 
 def cosim(listen: str, twin: str, *, sim: str | None = None, uart_cycles: int = COSIM_UART_CYCLES,
@@ -59,7 +51,7 @@ def _cosim(args) -> int:
     config = CosimConfig(adc_full_scale=args.adc_full_scale, pixel_samples=args.pixel_samples,
                          max_pulse_cycles=args.max_pulse_cycles)
     try:
-        cosim(args.listen, _twin_url(args.twin, args.seed), sim=args.sim, uart_cycles=args.uart_cycles, config=config)
+        cosim(args.listen, twin_url(args.twin, args.seed), sim=args.sim, uart_cycles=args.uart_cycles, config=config)
     except KeyboardInterrupt:
         pass
     return 0
