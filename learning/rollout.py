@@ -39,10 +39,12 @@ import learning  # noqa: F401  (registers pfmtwin/DomainWall-v0 in Dask workers)
 from learning.policies import NumpyActor, Policy, PolicySpec
 from learning.svpg import LearningConfigError, one_torch_thread
 
-__all__ = ["ESTIMATORS", "RolloutConfig", "RolloutResult", "RolloutTask", "make_env", "run_rollout"]
+__all__ = ["EPISODE_STEP_CAP", "ESTIMATORS", "RolloutConfig", "RolloutResult", "RolloutTask", "make_env", "run_rollout"]
 
 #: Base policy-gradient estimators.
 ESTIMATORS = ("reinforce", "a2c")
+#: An episode longer than this (steps) is taken for one that never ends.
+EPISODE_STEP_CAP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class RolloutConfig:
         normalize_advantages: scale advantages to unit standard deviation (see module doc).
         entropy_coef: weight of the mean policy entropy added to the surrogate, ``>= 0``.
         max_episode_steps: time limit passed to ``gymnasium.make``; ``None`` keeps the
-            registered one (an environment without any time limit is refused).
+            registered one or the environment's own truncation. An episode still running after
+            :data:`EPISODE_STEP_CAP` steps is an error either way.
     """
 
     estimator: str = "reinforce"
@@ -139,22 +142,24 @@ class RolloutResult:
         return float(np.mean(self.episode_returns))
 
 
-def make_env(env_id: str, env_kwargs: Mapping[str, Any], max_episode_steps: int | None = None) -> gymnasium.Env:
-    """``gymnasium.make`` with a time limit guaranteed.
+def make_env(env_id: str, env_kwargs: Mapping[str, Any], max_episode_steps: int | None = None,
+             check: bool = True) -> gymnasium.Env:
+    """``gymnasium.make(env_id, **env_kwargs)``, with ``max_episode_steps`` if given.
 
-    Raises:
-        LearningConfigError: the environment has no time limit and none was given (pass
-            ``max_episode_steps``), since a rollout must end.
+    Args:
+        env_id: Gymnasium id.
+        env_kwargs: keyword arguments of the environment.
+        max_episode_steps: time limit (a ``TimeLimit`` wrapper); ``None`` keeps the registered
+            one, if any (an environment may also truncate its episodes itself).
+        check: keep Gymnasium's passive environment checker (rollouts skip it: it would run
+            again on every rollout's fresh environment).
     """
     kwargs = dict(env_kwargs)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)
-    env = gymnasium.make(env_id, **kwargs)
-    if env.spec is None or env.spec.max_episode_steps is None:
-        env.close()
-        raise LearningConfigError(
-            f"environment {env_id!r} has no time limit; pass max_episode_steps so every episode ends")
-    return env
+    if not check:
+        kwargs["disable_env_checker"] = True
+    return gymnasium.make(env_id, **kwargs)
 
 
 def _reward_to_go(rewards: np.ndarray, gamma: float, bootstrap: float) -> np.ndarray:
@@ -177,6 +182,8 @@ def run_rollout(task: RolloutTask) -> RolloutResult:
     """
     start = time.perf_counter()
     cfg, spec = task.config, task.spec
+    if task.gradient and cfg.estimator == "a2c" and not spec.critic:
+        raise LearningConfigError("estimator 'a2c' needs a policy spec with critic=True (a value network)")
     seeds = np.random.SeedSequence(int(task.seed))
     rng = np.random.default_rng(seeds.spawn(1)[0])
     actor = NumpyActor(spec, task.actor)
@@ -184,7 +191,7 @@ def run_rollout(task: RolloutTask) -> RolloutResult:
     actions: list[Any] = []
     episodes: list[tuple[int, int, np.ndarray | None]] = []  # (start, stop, last obs if truncated)
     rewards: list[float] = []
-    env = make_env(task.env_id, task.env_kwargs, cfg.max_episode_steps)
+    env = make_env(task.env_id, task.env_kwargs, cfg.max_episode_steps, check=False)
     try:
         for e in range(int(cfg.episodes)):
             obs, _ = env.reset(seed=int(seeds.generate_state(1)[0]) if e == 0 else None)
@@ -196,6 +203,10 @@ def run_rollout(task: RolloutTask) -> RolloutResult:
                 actions.append(a)
                 obs, r, terminated, truncated, _ = env.step(spec.env_action(a))
                 rewards.append(float(r))
+                if len(rewards) - first >= EPISODE_STEP_CAP and not (terminated or truncated):
+                    raise LearningConfigError(
+                        f"an episode of {task.env_id!r} ran {EPISODE_STEP_CAP} steps without ending; "
+                        "pass max_episode_steps to give it a time limit")
                 if terminated or truncated:
                     last = np.asarray(obs, dtype=np.float64).reshape(-1) if truncated and not terminated else None
                     episodes.append((first, len(rewards), last))
@@ -218,8 +229,6 @@ def _gradients(task: RolloutTask, obs_rows: list[np.ndarray], actions: list[Any]
                episodes: list[tuple[int, int, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:
     cfg, spec = task.config, task.spec
     a2c = cfg.estimator == "a2c"
-    if a2c and not spec.critic:
-        raise LearningConfigError("estimator 'a2c' needs a policy spec with critic=True")
     policy = Policy(spec, task.actor, task.critic if spec.critic else None)
     obs = torch.as_tensor(np.stack(obs_rows), dtype=torch.float32)
     if spec.action_kind == "discrete":

@@ -16,8 +16,9 @@ attraction that collapses the particles (DESIGN.md: a public ORNL implementation
 
 Bandwidth: the median heuristic ``h = med^2 / log(n + 1)``, ``med^2`` the median over the
 ``n (n - 1) / 2`` distinct pairs of the squared distances, so a pair at the median distance has
-``k = 1 / (n + 1)``. The bandwidth is held constant while differentiating the kernel (as in
-SVGD).
+``k = 1 / (n + 1)``. (Liu and Wang's reference SVGD code takes the median over the full matrix,
+zero diagonal included, which biases ``h`` low for few particles.) The bandwidth is held
+constant while differentiating the kernel, as in SVGD.
 
 Why alpha multiplies the repulsion instead of dividing the gradient (docs/decisions/0003):
 both give the same direction for every particle, so with Adam (invariant to a constant rescale,
@@ -27,8 +28,8 @@ up to its ``eps``) they give the same steps for ``alpha > 0``; this form keeps `
 * ``n = 1``: ``k(theta, theta) = 1`` and its gradient is 0, so ``phi = grad J``: plain policy
   gradient, bit for bit (also through Adam).
 * zero policy gradient: ``phi`` is pure repulsion; the particles' centroid stays put and the
-  sum of squared pairwise distances grows (its first-order change is
-  ``2 alpha (2 / h) sum_{i,j} k_ij ||theta_i - theta_j||^2 >= 0``).
+  sum over pairs of squared distances grows, at the rate
+  ``alpha (2 / h) sum_{i,j} k_ij ||theta_i - theta_j||^2 >= 0`` per unit step along ``phi``.
 * ``alpha -> 0``: ``phi = D + alpha R`` exactly, so the repulsion ``R`` vanishes linearly and
   what remains is the kernel-smoothed gradient ``D_i = 1/n sum_j k_ij grad J(theta_j)``. That is
   ``n`` independent policy-gradient agents (each ``grad J(theta_i) / n``; Adam removes the
@@ -105,6 +106,24 @@ def _as_matrix(thetas: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     return t
 
 
+def _sq_distances(t: torch.Tensor) -> torch.Tensor:
+    """Squared distances ``||t_i - t_j||^2``, shape ``(n, n)``, from exact differences.
+
+    ``cdist`` without the matrix-product shortcut (which loses precision for close particles),
+    then squared: O(n^2 d) time, O(n^2) memory.
+    """
+    return torch.cdist(t, t, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+
+
+def _median_from(sq: torch.Tensor) -> float:
+    n = sq.shape[0]
+    if n < 2:
+        return 1.0
+    i, j = torch.triu_indices(n, n, offset=1)
+    med = float(torch.quantile(sq[i, j], 0.5))  # linear interpolation: numpy's median
+    return med / math.log(n + 1) if med > 0 else 1.0
+
+
 def median_bandwidth(thetas: torch.Tensor | np.ndarray) -> float:
     """Median-heuristic bandwidth ``h = median_{i<j} ||theta_i - theta_j||^2 / log(n + 1)``.
 
@@ -116,45 +135,43 @@ def median_bandwidth(thetas: torch.Tensor | np.ndarray) -> float:
         particle, or when all particles coincide (median 0), returns 1.0: every kernel value
         is then 1 and every kernel gradient 0 whatever ``h`` is.
     """
-    t = _as_matrix(thetas, "thetas")
-    n = t.shape[0]
-    if n < 2:
-        return 1.0
-    i, j = torch.triu_indices(n, n, offset=1)
-    sq = ((t[i] - t[j]) ** 2).sum(dim=1)
-    med = float(torch.quantile(sq, 0.5))  # linear interpolation: numpy's median
-    return med / math.log(n + 1) if med > 0 else 1.0
+    return _median_from(_sq_distances(_as_matrix(thetas, "thetas")))
 
 
-def rbf_kernel(thetas: torch.Tensor | np.ndarray, bandwidth: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_bandwidth(bandwidth: float) -> float:
+    if not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise LearningConfigError(f"kernel bandwidth {bandwidth!r} must be finite and > 0")
+    return float(bandwidth)
+
+
+def _kernel_rows(t: torch.Tensor, sq: torch.Tensor, h: float, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    k = torch.exp(-sq[rows] / h)  # (r, n)
+    # sum_j k_ij (theta_i - theta_j), written as theta_i sum_j k_ij - sum_j k_ij theta_j
+    repulsion = (2.0 / h) * (k.sum(dim=1, keepdim=True) * t[rows] - k @ t)
+    return k, repulsion
+
+
+def rbf_kernel(thetas: torch.Tensor | np.ndarray, bandwidth: float,
+               rows: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """RBF kernel matrix and the summed repulsion ``sum_j grad_{theta_j} k(theta_j, theta_i)``.
 
     Args:
         thetas: particles, shape ``(n, d)``.
         bandwidth: ``h > 0`` in squared parameter units.
+        rows: the particles ``i`` wanted (default all ``n``).
 
     Returns:
-        ``(K, R)``: ``K[i, j] = exp(-||theta_i - theta_j||^2 / h)``, shape ``(n, n)``, and
-        ``R[i] = sum_j (2 / h) (theta_i - theta_j) K[i, j]``, shape ``(n, d)`` (pointing away from
-        the other particles). Differences are formed exactly (no ``|a|^2 + |b|^2 - 2ab``), so
-        close particles lose no precision.
+        ``(K, R)``: ``K[i, j] = exp(-||theta_i - theta_j||^2 / h)``, shape ``(r, n)``, and
+        ``R[i] = sum_j (2 / h) (theta_i - theta_j) K[i, j]``, shape ``(r, d)``, pointing away
+        from the other particles.
     """
     t = _as_matrix(thetas, "thetas")
-    if not (bandwidth > 0 and math.isfinite(bandwidth)):
-        raise LearningConfigError(f"kernel bandwidth {bandwidth!r} must be finite and > 0")
-    n = t.shape[0]
-    kernel = torch.empty((n, n), dtype=torch.float64)
-    repulsion = torch.empty_like(t)
-    for i in range(n):
-        diff = t[i] - t  # (n, d): theta_i - theta_j
-        k = torch.exp(-(diff * diff).sum(dim=1) / bandwidth)
-        kernel[i] = k
-        repulsion[i] = (2.0 / bandwidth) * (k @ diff)
-    return kernel, repulsion
+    chosen = list(range(t.shape[0])) if rows is None else [int(i) for i in rows]
+    return _kernel_rows(t, _sq_distances(t), _check_bandwidth(bandwidth), chosen)
 
 
 def stein_direction(thetas: torch.Tensor | np.ndarray, grads: torch.Tensor | np.ndarray, alpha: float,
-                    bandwidth: float | None = None) -> torch.Tensor:
+                    bandwidth: float | None = None, rows: Sequence[int] | None = None) -> torch.Tensor:
     """The SVPG ascent direction ``phi`` (alpha-scaled form, see the module docstring).
 
     Args:
@@ -163,9 +180,10 @@ def stein_direction(thetas: torch.Tensor | np.ndarray, grads: torch.Tensor | np.
         alpha: temperature ``>= 0``; weight of the repulsion relative to the policy gradient, in
             the units of ``J`` (return).
         bandwidth: kernel ``h``; ``None`` for the median heuristic on ``thetas``.
+        rows: the particles whose direction is wanted (default all).
 
     Returns:
-        ``phi``, float64, shape ``(n, d)``.
+        ``phi`` for ``rows``, float64, shape ``(r, d)``.
     """
     t = _as_matrix(thetas, "thetas")
     g = _as_matrix(grads, "grads")
@@ -173,9 +191,17 @@ def stein_direction(thetas: torch.Tensor | np.ndarray, grads: torch.Tensor | np.
         raise LearningConfigError(f"grads have shape {tuple(g.shape)!r}, thetas {tuple(t.shape)!r}; they must match")
     if not (alpha >= 0 and math.isfinite(alpha)):
         raise LearningConfigError(f"temperature alpha={alpha!r} must be finite and >= 0")
-    h = median_bandwidth(t) if bandwidth is None else float(bandwidth)
-    kernel, repulsion = rbf_kernel(t, h)
-    return (kernel @ g + alpha * repulsion) / t.shape[0]
+    chosen = list(range(t.shape[0])) if rows is None else [int(i) for i in rows]
+    return _stein(t, g, alpha, None if bandwidth is None else _check_bandwidth(bandwidth), chosen)[0]
+
+
+def _stein(t: torch.Tensor, g: torch.Tensor, alpha: float, bandwidth: float | None,
+           rows: list[int]) -> tuple[torch.Tensor, float]:
+    """``(phi[rows], h)`` for validated inputs: the one place the direction is computed."""
+    sq = _sq_distances(t)
+    h = _median_from(sq) if bandwidth is None else bandwidth
+    kernel, repulsion = _kernel_rows(t, sq, h, rows)
+    return (kernel @ g + alpha * repulsion) / t.shape[0], h
 
 
 @dataclass(frozen=True)
@@ -250,17 +276,21 @@ class ParticleAdam:
         with torch.no_grad():
             return torch.stack([p.detach() for p in self._params]).numpy().copy()
 
-    def direction(self, grads: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, float]:
-        """``(phi, h)`` for all particles at the current parameters; ``h`` is nan when independent."""
+    def direction(self, grads: np.ndarray | torch.Tensor,
+                  particles: Sequence[int] | None = None) -> tuple[torch.Tensor, float]:
+        """``(phi, h)`` at the current parameters for ``particles`` (default all), shape ``(r, d)``.
+
+        ``h`` is nan for independent coupling.
+        """
         g = _as_matrix(grads, "grads")
         if g.shape != (self.n, self.dim):
             raise LearningConfigError(f"grads have shape {tuple(g.shape)!r}; expected ({self.n}, {self.dim})")
+        chosen = list(range(self.n)) if particles is None else [int(i) for i in particles]
         if self.coupling == "independent":
-            return g, math.nan
+            return g[chosen], math.nan
         with torch.no_grad():
             t = torch.stack([p.detach() for p in self._params])
-        h = median_bandwidth(t) if self.bandwidth is None else self.bandwidth
-        return stein_direction(t, g, self.alpha, h), h
+        return _stein(t, g, self.alpha, self.bandwidth, chosen)
 
     def step(self, grads: np.ndarray | torch.Tensor, particles: Sequence[int] | None = None) -> SteinStep:
         """Move ``particles`` (default all) one Adam step along ``phi``.
@@ -277,8 +307,8 @@ class ParticleAdam:
         for i in chosen:
             if not 0 <= i < self.n:
                 raise LearningConfigError(f"particle index {i!r} outside 0..{self.n - 1}")
-        phi, h = self.direction(grads)
-        for i in chosen:
-            self._params[i].grad = -phi[i].clone()
+        phi, h = self.direction(grads, chosen)
+        for row, i in enumerate(chosen):
+            self._params[i].grad = -phi[row].clone()
             self._optims[i].step()
-        return SteinStep(chosen, h, np.array([float(phi[i].norm()) for i in chosen]))
+        return SteinStep(chosen, h, phi.norm(dim=1).numpy())

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -67,7 +68,8 @@ __all__ = [
 ALGOS = ("svpg", "independent")
 #: Where and how rollouts run.
 MODES = ("serial", "sync", "async")
-#: Environment of every worker process of a LocalCluster started here.
+#: Environment of every worker process of a LocalCluster started here (``NUMBA_NUM_THREADS``
+#: is added: the worker's thread count, so numba kernels do not oversubscribe the cores).
 WORKER_ENV = {"NUMBA_THREADING_LAYER": "workqueue", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -93,8 +95,9 @@ class TrainConfig:
     """Async: discard a rollout computed from parameters more than this many updates old."""
     estimator: str = "reinforce"
     """Base estimator: ``"reinforce"`` or ``"a2c"``."""
-    alpha: float = 1.0
-    """SVPG temperature: weight of the kernel repulsion against the (normalized) policy gradient."""
+    alpha: float = 0.01
+    """SVPG temperature: weight of the kernel repulsion against the (normalized) policy gradient
+    (0.01 was best on CartPole-v1; 0.1 and above did worse there, docs/decisions/0003)."""
     lr: float = 1e-2
     """Adam step size of the actors."""
     critic_lr: float = 1e-2
@@ -111,7 +114,7 @@ class TrainConfig:
     """Hidden layer widths of actor and critic."""
     output_gain: float = 0.01
     """Orthogonal-init gain of the actor's output layer."""
-    init_spread: float | None = None
+    init_spread: float | None = 0.05
     """``None``: every particle its own random init; a number: one shared random init plus
     independent ``N(0, init_spread^2)`` noise on every parameter of every particle."""
     bandwidth: float | None = None
@@ -272,24 +275,31 @@ class _WorkerSetup(WorkerPlugin):
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int = 2) -> Iterator[Client]:
+def dask_client(scheduler: str | None = None, workers: int = 2, threads: int = 1) -> Iterator[Client]:
     """A ``distributed.Client`` ready for rollouts; closes what it started.
 
     Args:
         scheduler: address of an existing scheduler (``tcp://host:8786``); ``None`` starts a
-            ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)``.
+            ``LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True)``.
         workers: worker processes of that LocalCluster, ``>= 1``.
+        threads: threads per worker process, ``>= 1``. Keep 1 when rollouts compute; more
+            only pays when episodes mostly *wait* (an instrument, a remote simulator).
 
     Yields:
         The client, with every worker (also those joining later) prepared by the setup plugin.
     """
     if int(workers) < 1:
         raise LearningConfigError(f"workers={workers!r}; a LocalCluster needs at least 1 worker process")
+    if int(threads) < 1:
+        raise LearningConfigError(f"threads={threads!r}; a worker process needs at least 1 thread")
     with contextlib.ExitStack() as stack:
         if scheduler is None:
             cluster = stack.enter_context(LocalCluster(
-                n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
-                env=dict(WORKER_ENV)))
+                n_workers=int(workers), threads_per_worker=int(threads), processes=True, dashboard_address=None,
+                # no dashboard; the scheduler's small HTTP server (health, metrics) on a free
+                # port instead of trying 8787 (taken when two clusters run) and warning
+                scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR,
+                env={**WORKER_ENV, "NUMBA_NUM_THREADS": str(int(threads))}))
             client = stack.enter_context(Client(cluster))
         else:
             client = stack.enter_context(Client(scheduler))
