@@ -159,7 +159,15 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any], max_episode_steps: int 
         kwargs["max_episode_steps"] = int(max_episode_steps)
     if not check:
         kwargs["disable_env_checker"] = True
-    return gymnasium.make(env_id, **kwargs)
+    try:
+        return gymnasium.make(env_id, **kwargs)
+    except gymnasium.error.Error as e:  # unregistered id, wrong version, ...
+        raise LearningConfigError(
+            f"cannot make Gymnasium environment {env_id!r}: {e}; use a registered id such as "
+            "'pfmtwin/DomainWall-v0' or 'CartPole-v1'") from e
+    except TypeError as e:  # a keyword argument the environment does not take
+        raise LearningConfigError(
+            f"environment {env_id!r} does not accept keyword arguments {sorted(env_kwargs)!r}: {e}") from e
 
 
 def _reward_to_go(rewards: np.ndarray, gamma: float, bootstrap: float) -> np.ndarray:

@@ -1,0 +1,330 @@
+"""``pfmtwin agent train|run`` and ``pfmtwin bench agents`` (plug-ins of the ``pfmtwin`` CLI).
+
+``agent train`` trains SVPG (or independent) policy particles on any registered Gymnasium id
+(``pfmtwin/DomainWall-v0`` over any backend URL, ``CartPole-v1``, ...), shows a progress bar,
+writes the policy file and a learning-curve PNG beside it, and prints one JSON line.
+
+``agent run`` loads a policy file and runs it on any backend: the environment is rebuilt from
+the file's Gymnasium id and keyword arguments with ``microscope`` replaced by ``--microscope``,
+so the policy trained on ``twin://`` runs unchanged on ``socket://`` (the emulator) or a serial
+port (the instrument). One JSON line per step on stdout; a summary on stderr.
+
+Registered through the entry-point groups ``pfmtwin.commands`` and ``pfmtwin.benches``, so
+``scenarios`` never imports ``learning``'s internals and ``learning`` never imports a backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learning.svpg import LearningConfigError
+
+__all__ = ["bench_agents", "episode_lengths", "plot_curve", "register", "run_policy"]
+
+#: Gymnasium id trained and benchmarked by default.
+DEFAULT_ENV = "pfmtwin/DomainWall-v0"
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not JSON ({e.msg} at column {e.colno}); write an object such as "
+            '\'{"microscope": "twin://?seed=1"}\'') from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; --env-kwargs must be an object {{...}}")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of an action or info value (numpy scalars and arrays to Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def plot_curve(result: Any, path: str | os.PathLike[str]) -> None:
+    """Learning curve of a :class:`learning.trainer.TrainResult` as a PNG.
+
+    Mean over particles of their latest rollout's mean return against training environment
+    steps, with each particle's final evaluation return at the end.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = result.config
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    ax.plot(result.curve_steps, result.curve_returns, color="C0", lw=1.5, label="mean over particles (training)")
+    end = result.curve_steps[-1] if len(result.curve_steps) else 0
+    ax.scatter(np.full(len(result.final_returns), end), result.final_returns, color="C3", s=14, zorder=3,
+               label=f"final evaluation, each particle (mean {result.mean_final_return:.3g})")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"{result.env_id}: {cfg.algo}, {cfg.particles} particles, seed {cfg.seed}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(os.fspath(path))
+    plt.close(fig)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)``, then rename onto ``path``: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _train(args: argparse.Namespace) -> int:
+    from learning.trainer import train
+
+    out = Path(args.out)
+    curve = out.with_suffix(".png")
+    if out.suffix == ".png":
+        raise LearningConfigError(f"--out {str(out)!r} ends in .png; that name is for the learning curve, use e.g. policy.pt")
+    for p in (out, curve):
+        if p.exists() and not args.force:
+            raise LearningConfigError(f"{str(p)!r} exists; choose another --out or pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise LearningConfigError(f"the folder of --out {str(out)!r} does not exist; create {str(out.parent)!r} first")
+    options = {k: v for k, v in {
+        "algo": args.algo, "particles": args.particles, "steps": args.steps, "seed": args.seed, "mode": args.mode,
+        "scheduler": args.scheduler, "workers": args.workers, "estimator": args.estimator, "alpha": args.alpha,
+        "lr": args.lr, "episodes": args.episodes, "eval_episodes": args.eval_episodes,
+        "staleness": args.staleness}.items() if v is not None}
+    result = train(args.env, args.env_kwargs, progress=True, **options)
+    _atomic_write(out, result.save)
+    _atomic_write(curve, lambda tmp: plot_curve(result, tmp))
+    print(json.dumps({
+        "env": result.env_id, "algo": result.config.algo, "mode": result.config.mode,
+        "particles": result.config.particles, "seed": result.config.seed,
+        "mean_return": result.mean_final_return, "final_returns": [float(r) for r in result.final_returns],
+        "best_particle": int(np.nanargmax(result.final_returns)) if np.isfinite(result.final_returns).any() else 0,
+        "env_steps": int(result.env_steps), "iterations": result.iterations, "wall_s": result.wall_time,
+        "s_per_it": result.seconds_per_iteration, "policy": str(out), "curve": str(curve)}), flush=True)
+    return 0
+
+
+def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = None, *, episodes: int = 1,
+               seed: int = 0, particle: int | None = None, sample: bool = False, max_steps: int | None = None):
+    """Run a policy file, yielding one plain-data record per environment step.
+
+    Args:
+        policy_path: a file written by ``pfmtwin agent train`` (:func:`learning.policies.save_policy`).
+        microscope: backend URL replacing the file's ``microscope`` keyword (``None`` keeps it).
+        episodes: episodes to run, ``>= 1``. Only the first reset is seeded (``reset(seed=seed)``);
+            later episodes continue on the same sample, as on a real instrument.
+        seed: the environment's reset seed and the seed of the action draws (``sample``).
+        particle: which particle of the file (default: the best final return).
+        sample: draw actions from the policy's distribution instead of taking its mean/mode.
+        max_steps: cap on steps per episode (``None``: the environment's own limit).
+
+    Yields:
+        ``{"episode", "step", "action", "reward", "terminated", "truncated", ...}`` with the
+        environment's per-step info (for DomainWall: instrument ``time`` and the emitted ``pulse``).
+    """
+    from learning.policies import load_policy
+    from learning.rollout import make_env
+
+    if int(episodes) < 1:
+        raise LearningConfigError(f"episodes={episodes!r}; run at least 1 episode")
+    if int(seed) < 0:
+        raise LearningConfigError(f"seed={seed!r} must be >= 0")
+    pf = load_policy(policy_path)
+    index = pf.best if particle is None else int(particle)
+    policy = pf.policy(index)
+    kwargs = pf.env_kwargs[index] if isinstance(pf.env_kwargs, list) else dict(pf.env_kwargs)
+    if microscope is not None:
+        if pf.env_id != DEFAULT_ENV and "microscope" not in kwargs:
+            raise LearningConfigError(
+                f"the policy in {os.fspath(policy_path)!r} was trained on {pf.env_id!r}, which takes no microscope; "
+                "drop --microscope")
+        kwargs["microscope"] = microscope
+    rng = np.random.default_rng(int(seed)) if sample else None
+    env = make_env(pf.env_id, kwargs)
+    try:
+        for episode in range(int(episodes)):
+            obs, _ = env.reset(seed=int(seed) if episode == 0 else None)
+            step = 0
+            while True:
+                action = policy.act(obs, rng)
+                obs, reward, terminated, truncated, info = env.step(action)
+                step += 1
+                record = {"episode": episode, "step": step, "action": _plain(action), "reward": float(reward),
+                          "terminated": bool(terminated), "truncated": bool(truncated)}
+                record.update({k: _plain(info[k]) for k in ("time", "pulse", "curvature", "wall_x") if k in info})
+                yield record
+                if terminated or truncated or (max_steps is not None and step >= max_steps):
+                    break
+    finally:
+        env.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    returns: list[float] = []
+    current = None
+    for record in run_policy(args.policy, args.microscope, episodes=args.episodes, seed=args.seed,
+                             particle=args.particle, sample=args.sample, max_steps=args.max_steps):
+        print(json.dumps(record), flush=True)
+        if record["episode"] != current:
+            current = record["episode"]
+            returns.append(0.0)
+        returns[-1] += record["reward"]
+    print(json.dumps({"episodes": len(returns), "returns": returns,
+                      "mean_return": float(np.mean(returns)) if returns else math.nan}), file=sys.stderr, flush=True)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``agent train`` and ``agent run`` to the ``pfmtwin`` command line."""
+    agent = subparsers.add_parser("agent", help="train SVPG agents and run policies on any backend")
+    sub = agent.add_subparsers(dest="agent_command", required=True)
+
+    t = sub.add_parser("train", help="train policy particles (SVPG or independent), write the policy and its learning curve",
+                       description="Train on any registered Gymnasium id; prints one JSON line at the end.")
+    t.add_argument("--env", default=DEFAULT_ENV, help=f"Gymnasium id (default {DEFAULT_ENV}; e.g. CartPole-v1)")
+    t.add_argument("--env-kwargs", type=_json_object, default={}, metavar="JSON",
+                   help='keyword arguments of gymnasium.make, e.g. \'{"microscope": "twin://?seed=1"}\'')
+    t.add_argument("--algo", choices=("svpg", "independent"), default="svpg")
+    t.add_argument("--particles", type=int, default=8)
+    t.add_argument("--steps", type=int, required=True, help="environment-step budget, summed over particles")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="policy file to write (.pt); the learning curve goes beside it (.png)")
+    t.add_argument("--force", action="store_true", help="overwrite --out and its .png")
+    t.add_argument("--mode", choices=("serial", "sync", "async"), default=None,
+                   help="sync (default, reproducible): every particle steps together; async: each particle steps "
+                        "as its rollout arrives (load-balanced); serial: in this process, no Dask")
+    t.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (default: a LocalCluster)")
+    t.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default 2)")
+    t.add_argument("--estimator", choices=("reinforce", "a2c"), default=None, help="base estimator (default reinforce)")
+    t.add_argument("--alpha", type=float, default=None, help="SVPG temperature (default 0.01)")
+    t.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.01)")
+    t.add_argument("--episodes", type=int, default=None, help="episodes per rollout (default 4)")
+    t.add_argument("--eval-episodes", type=int, default=None, help="final evaluation episodes per particle (default 10)")
+    t.add_argument("--staleness", type=int, default=None, help="async: largest staleness of a rollout used (default 2)")
+    t.set_defaults(func=_train)
+
+    r = sub.add_parser("run", help="run a policy file on any backend; one JSON line per step",
+                       description="The environment comes from the policy file, with its microscope replaced.")
+    r.add_argument("--microscope", default=None, help="backend URL: twin://?seed=3, socket://127.0.0.1:7001, /dev/ttyUSB0")
+    r.add_argument("--policy", required=True, help="policy file from `pfmtwin agent train`")
+    r.add_argument("--episodes", type=int, default=1)
+    r.add_argument("--seed", type=int, default=0, help="seed of the first reset (and of action draws with --sample)")
+    r.add_argument("--particle", type=int, default=None, help="particle of the file to run (default: best final return)")
+    r.add_argument("--sample", action="store_true", help="draw actions from the policy instead of taking its mean")
+    r.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
+    r.set_defaults(func=_run)
+
+
+# -- pfmtwin bench agents ------------------------------------------------------------------------
+
+
+def episode_lengths(particles: int, *, low: int = 2, high: int = 16, seed: int = 0) -> list[int]:
+    """Per-particle episode lengths (steps), log-uniform in ``[low, high]``, seeded.
+
+    The benchmark's stand-in for episodes whose cost varies: on the instrument an episode ends
+    when the wall is lost or the goal reached, so some particles' episodes are much longer.
+    """
+    if not 1 <= int(low) <= int(high):
+        raise LearningConfigError(f"episode lengths [{low!r}, {high!r}] must satisfy 1 <= low <= high")
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(11,)))
+    return [int(round(math.exp(v))) for v in rng.uniform(math.log(low), math.log(high), size=int(particles))]
+
+
+def _env_rate(env_id: str, kwargs: dict[str, Any], steps: int, seed: int) -> dict[str, Any]:
+    """Environment steps per wall second with seeded random actions (resets timed apart)."""
+    from learning.rollout import make_env
+
+    env = make_env(env_id, kwargs)
+    try:
+        env.action_space.seed(seed)
+        t0 = time.perf_counter()
+        env.reset(seed=seed)
+        reset_s = time.perf_counter() - t0
+        done, stepping = 0, 0.0
+        while done < steps:
+            t0 = time.perf_counter()
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            stepping += time.perf_counter() - t0
+            done += 1
+            if terminated or truncated:
+                env.reset()
+    finally:
+        env.close()
+    return {"steps": done, "steps_per_s": done / stepping, "first_reset_s": reset_s}
+
+
+def bench_agents(url: str = "twin://?seed=7", repeat: int = 5, *, particles: int = 8, workers: int = 2,
+                 threads: int = 1, surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
+                 lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
+    """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.
+
+    Args:
+        url: the twin (any backend URL) the environment runs on.
+        repeat: SVPG iterations per mode (budget ``repeat * sum(episode lengths)`` steps).
+        particles: SVPG particles.
+        workers: LocalCluster worker processes; ``threads`` threads each.
+        surrogate: a surrogate model file; ``None`` fits one here from the twin's transitions.
+        env_steps: steps timed per environment-speed measurement.
+        lengths: range of the per-particle episode lengths (:func:`episode_lengths`).
+        seed: seed of everything.
+
+    Returns:
+        Plain data: ``env_steps_per_s`` (twin, surrogate, speedup) and ``svpg`` (sync and async
+        seconds per iteration, their ratio, updates per particle).
+    """
+    from learning.trainer import dask_client, train
+
+    env_kwargs = {"microscope": url}
+    out: dict[str, Any] = {"url": url, "particles": particles, "workers": workers, "threads": threads}
+    twin_rate = _env_rate(DEFAULT_ENV, env_kwargs, env_steps, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        if surrogate is None:
+            from learning.surrogate import collect_transitions, fit_surrogate
+
+            surrogate = Path(tmp) / "surrogate.pt"
+            fit_surrogate(collect_transitions(url, 200, seed=seed), surrogate, seed=seed)
+        sur_rate = _env_rate(DEFAULT_ENV, {"microscope": f"surrogate://{Path(surrogate).resolve()}"}, env_steps, seed)
+    out["env_steps_per_s"] = {"twin": twin_rate["steps_per_s"], "surrogate": sur_rate["steps_per_s"],
+                              "speedup": sur_rate["steps_per_s"] / twin_rate["steps_per_s"]}
+    lens = episode_lengths(particles, low=lengths[0], high=lengths[1], seed=seed)
+    per_particle = [{**env_kwargs, "max_steps": n} for n in lens]
+    budget = int(repeat) * sum(lens)
+    options = {"particles": particles, "seed": seed, "episodes": 1, "eval_episodes": 0}
+    svpg: dict[str, Any] = {"episode_lengths": lens, "steps": budget}
+    with dask_client(None, workers, threads) as client:
+        address = client.scheduler.address
+        # warm every worker (imports, numba JIT, first film) so neither mode pays it
+        train(DEFAULT_ENV, per_particle, mode="sync", scheduler=address, steps=1, **options)
+        for mode in ("sync", "async"):
+            r = train(DEFAULT_ENV, per_particle, mode=mode, scheduler=address, steps=budget, **options)
+            svpg[mode] = {"s_per_it": r.seconds_per_iteration, "iterations": r.iterations, "wall_s": r.wall_time,
+                          "updates": [int(u) for u in r.updates], "discarded": r.discarded,
+                          "max_staleness": r.max_staleness}
+    svpg["async_speedup"] = svpg["sync"]["s_per_it"] / svpg["async"]["s_per_it"]
+    out["svpg"] = svpg
+    return out

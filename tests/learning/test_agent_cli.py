@@ -1,0 +1,123 @@
+"""``pfmtwin agent train|run``: the real console script, a real emulator process, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learning.policies import load_policy
+from scenarios.cli import main
+from tests.conftest import SMALL_TWIN
+
+PFMTWIN = [sys.executable, "-m", "scenarios.cli"]
+TWIN_OPTIONS = "grid=64&field=5e-7"
+
+
+def pfmtwin(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The console script in a fresh process."""
+    return subprocess.run([*PFMTWIN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """The same command line through ``scenarios.cli.main`` in this process (no start-up cost)."""
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def wall_policy(tmp_path_factory) -> Path:
+    """A DomainWall-v0 policy trained (briefly) on a small twin by the real CLI."""
+    out = tmp_path_factory.mktemp("agent") / "wall.pt"
+    kwargs = {"microscope": SMALL_TWIN.format(seed=1), "max_steps": 3}
+    p = pfmtwin("agent", "train", "--env", "pfmtwin/DomainWall-v0", "--env-kwargs", json.dumps(kwargs),
+                "--algo", "svpg", "--particles", "2", "--steps", "12", "--seed", "5", "--mode", "serial",
+                "--episodes", "1", "--eval-episodes", "1", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert np.isfinite(summary["mean_return"])
+    return out
+
+
+def test_train_writes_policy_curve_and_json_line(tmp_path, capsys):
+    out = tmp_path / "cartpole.pt"
+    p = pfmtwin("agent", "train", "--env", "CartPole-v1", "--algo", "independent", "--particles", "3",
+                "--steps", "3000", "--seed", "2", "--mode", "serial", "--eval-episodes", "2", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, "stdout holds exactly the final JSON line (progress goes to stderr)"
+    summary = json.loads(lines[0])
+    assert summary["algo"] == "independent" and summary["particles"] == 3
+    assert len(summary["final_returns"]) == 3
+    assert summary["mean_return"] == pytest.approx(np.mean(summary["final_returns"]))
+    assert summary["env_steps"] >= 3000
+    assert "step" in p.stderr  # the tqdm bar
+    pf = load_policy(out)
+    assert pf.env_id == "CartPole-v1" and pf.actor.shape[0] == 3
+    png = out.with_suffix(".png")
+    assert summary["curve"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, _, err = in_process(capsys, "agent", "train", "--env", "CartPole-v1", "--steps", "100", "--out", str(out))
+    assert code == 2 and "exists" in err and "--force" in err
+    assert load_policy(out).info["algo"] == "independent", "the refused run left the file alone"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["--env", "CartPole-v1", "--env-kwargs", '{"microscope": "twin://"}'], "does not accept keyword arguments"),
+    (["--env", "CartPole-v1", "--particles", "0"], "particles=0"),
+])
+def test_train_refuses_bad_options_before_writing(tmp_path, capsys, args, message):
+    out = tmp_path / "p.pt"
+    code, _, err = in_process(capsys, "agent", "train", "--steps", "100", "--mode", "serial", "--out", str(out), *args)
+    assert code == 2
+    assert message in err
+    assert not out.exists() and not out.with_suffix(".png").exists()
+
+
+def test_train_env_kwargs_must_be_a_json_object(tmp_path, capsys):
+    code, _, err = in_process(capsys, "agent", "train", "--steps", "10", "--out", str(tmp_path / "p.pt"),
+                              "--env-kwargs", "{microscope: 1}")
+    assert code == 2 and "is not JSON" in err
+
+
+def test_run_missing_policy_file_is_a_clear_error(tmp_path, capsys):
+    code, _, err = in_process(capsys, "agent", "run", "--policy", str(tmp_path / "none.pt"))
+    assert code == 2 and "cannot read policy file" in err
+
+
+def _run_lines(policy: Path, microscope: str) -> list[dict]:
+    p = pfmtwin("agent", "run", "--microscope", microscope, "--policy", str(policy), "--episodes", "2",
+                "--seed", "3", "--sample")
+    assert p.returncode == 0, p.stderr
+    return [json.loads(line) for line in p.stdout.strip().splitlines()]
+
+
+def test_same_policy_same_actions_and_rewards_on_twin_and_emulator(wall_policy):
+    """Deployed unchanged: twin://?seed=3 in process, and `pfmtwin emulate --seed 3 --speed max`."""
+    emulator = subprocess.Popen([*PFMTWIN, "emulate", "--listen", "socket://127.0.0.1:0", "--seed", "3",
+                                 "--speed", "max", "--twin", TWIN_OPTIONS],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(emulator.stdout.readline())["listening"]
+        on_emulator = _run_lines(wall_policy, url)
+    finally:
+        emulator.terminate()
+        emulator.communicate(timeout=30)
+    on_twin = _run_lines(wall_policy, f"twin://?seed=3&{TWIN_OPTIONS}")
+    assert len(on_twin) == 6  # 2 episodes of max_steps=3 (the wall survives them on this film)
+    assert [r["episode"] for r in on_twin] == [0, 0, 0, 1, 1, 1]
+    for t, e in zip(on_twin, on_emulator, strict=True):
+        assert t["action"] == e["action"]
+        assert t["reward"] == e["reward"]
+        assert t["pulse"] == e["pulse"] and t["time"] == e["time"]
+    assert len({json.dumps(r["action"]) for r in on_twin}) == 6, "sampled actions differ from step to step"
