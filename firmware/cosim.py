@@ -43,7 +43,7 @@ from control import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
 from control.errors import InvalidArgumentError, LimitError
 from control.hardware import CONTROL_BITS
 from firmware import lockin_model
-from twin.fpga import FpgaTiming
+from control.fpga import FpgaTiming
 from twin.instrument import TwinMicroscope
 
 #: RTL sources of the top level, in firmware/rtl.

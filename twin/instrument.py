@@ -19,7 +19,7 @@ import control
 from control import InstrumentInfo, PulseRecord, SafetyLimits, ScanResult, ScanSpec
 from control.hardware import DEFAULT_HARDWARE, HardwareSpec
 from twin.film import Film, FilmParams
-from twin.fpga import FpgaTiming
+from control.fpga import FpgaTiming
 from twin.pfm import PfmParams, PfmSignal
 from twin.scanner import Scanner, ScannerParams
 

@@ -19,7 +19,7 @@ from control.hardware import DEFAULT_HARDWARE
 from firmware import lockin_model
 from firmware.cosim import control_word
 from firmware.tb.host import Analog, Host, after_cycles
-from twin.fpga import FpgaTiming
+from control.fpga import FpgaTiming
 
 IDLE_CYCLES = 200_000
 PIXELS = 64

@@ -6,7 +6,7 @@ Everything goes through the command UART as wire-protocol frames, as the host se
   each frame verdict) and :class:`firmware.tb.host.Analog` (ADC samples in; the bias and scanner
   DAC pins and the pixel stream watched);
 * models -- the project's cocotb-free Python: :mod:`control.wire` (frames, NAKs),
-  :mod:`control.hardware` (register map, bits), :class:`twin.fpga.FpgaTiming` (the twin's pulse
+  :mod:`control.hardware` (register map, bits), :class:`control.fpga.FpgaTiming` (the twin's pulse
   quantization, DAC codes, pixel timing), :mod:`firmware.lockin_model` (bit-accurate lock-in) and
   :func:`firmware.spec.nak_messages` (the NAK texts);
 * checkers -- the assertions in each test, against those models.
@@ -36,7 +36,7 @@ from control.wire import Cmd, Nak
 from firmware import lockin_model
 from firmware.spec import COMMAND_LATENCY_CYCLES, nak_messages
 from firmware.tb.host import Analog, Host, NakError
-from twin.fpga import FpgaTiming
+from control.fpga import FpgaTiming
 
 SEED = int(os.environ.get("PFM_TB_SEED", "20261125"))
 TIMING = FpgaTiming(DEFAULT_HARDWARE)

@@ -3,7 +3,7 @@
 Layout as in cocotb's examples, each part on its own:
 
 * model   -- :class:`PulseModel`: what the twin would emit, from the project's cocotb-free
-  :class:`twin.fpga.FpgaTiming` on :data:`control.hardware.DEFAULT_HARDWARE` (a
+  :class:`control.fpga.FpgaTiming` on :data:`control.hardware.DEFAULT_HARDWARE` (a
   :class:`control.PulseRecord` with the quantized start, width and amplitude), plus
   :func:`clamp_model` for the clamp register the twin does not have.
 * driver  -- :class:`PulseDriver`: writes the registers and the 1-cycle trigger.
@@ -31,7 +31,7 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer, ValueChang
 
 from control import PulseRecord
 from control.hardware import DEFAULT_HARDWARE
-from twin.fpga import FpgaTiming
+from control.fpga import FpgaTiming
 
 DEFAULT_SEED = 20260604
 SEED = int(os.environ.get("PFM_TB_SEED", DEFAULT_SEED))

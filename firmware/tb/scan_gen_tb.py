@@ -3,7 +3,7 @@
 Layout as in cocotb's examples, each part on its own:
 
 * model   -- :class:`ScanModel`: the twin's scan timing (``TwinMicroscope._scan``) from the
-  project's cocotb-free :class:`twin.fpga.FpgaTiming` on :data:`control.hardware.DEFAULT_HARDWARE`:
+  project's cocotb-free :class:`control.fpga.FpgaTiming` on :data:`control.hardware.DEFAULT_HARDWARE`:
   pixel period, line period, line start times, pixel sample times, and the X/Y code ramps.
 * driver  -- :class:`ScanDriver`: writes the settings and the 1-cycle start.
 * monitor -- :class:`ScanMonitor`: wakes on the DUT's strobes (line_start, pixel, done), not on
@@ -29,7 +29,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from control.hardware import DEFAULT_HARDWARE
-from twin.fpga import FpgaTiming
+from control.fpga import FpgaTiming
 
 DEFAULT_SEED = 20260604
 SEED = int(os.environ.get("PFM_TB_SEED", DEFAULT_SEED))

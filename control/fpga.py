@@ -1,8 +1,9 @@
 """FPGA timing model: the clock, quantization and latencies that the controller's RTL has.
 
-Plain Python with no simulator import: the twin uses it to time pulses and scan lines, and the
-firmware testbenches use it as their reference model. All numbers come from
-:class:`control.HardwareSpec`.
+Plain Python with no simulator import, in ``control`` beside the hardware spec it is computed
+from: the twin uses it to time pulses and scan lines, the firmware testbenches use it as their
+reference model, and the surrogate backend (``learning.surrogate``) quantizes its pulses with
+it. All numbers come from :class:`control.HardwareSpec`.
 """
 
 from __future__ import annotations
