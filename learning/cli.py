@@ -11,6 +11,8 @@ port (the instrument). One JSON line per step on stdout; a summary on stderr.
 
 Registered through the entry-point groups ``pfmtwin.commands`` and ``pfmtwin.benches``, so
 ``scenarios`` never imports ``learning``'s internals and ``learning`` never imports a backend.
+torch, Gymnasium and Dask are imported by the commands that need them, not when ``pfmtwin``
+starts.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from learning.svpg import LearningConfigError
 
 __all__ = ["bench_agents", "episode_lengths", "plot_curve", "register", "run_policy"]
 
@@ -63,8 +63,8 @@ def _plain(value: Any) -> Any:
 def plot_curve(result: Any, path: str | os.PathLike[str]) -> None:
     """Learning curve of a :class:`learning.trainer.TrainResult` as a PNG.
 
-    Mean over particles of their latest rollout's mean return against training environment
-    steps, with each particle's final evaluation return at the end.
+    Each particle's latest rollout return and their mean against training environment steps,
+    with each particle's final evaluation return at the end.
     """
     import matplotlib
 
@@ -73,7 +73,10 @@ def plot_curve(result: Any, path: str | os.PathLike[str]) -> None:
 
     cfg = result.config
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    ax.plot(result.curve_steps, result.curve_returns, color="C0", lw=1.5, label="mean over particles (training)")
+    for i in range(result.curve_particles.shape[1]):
+        ax.plot(result.curve_steps, result.curve_particles[:, i], color="0.6", lw=0.6, alpha=0.7,
+                label="each particle (latest rollout)" if i == 0 else None)
+    ax.plot(result.curve_steps, result.curve_returns, color="C0", lw=1.8, label="mean over particles (training)")
     end = result.curve_steps[-1] if len(result.curve_steps) else 0
     ax.scatter(np.full(len(result.final_returns), end), result.final_returns, color="C3", s=14, zorder=3,
                label=f"final evaluation, each particle (mean {result.mean_final_return:.3g})")
@@ -100,6 +103,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from learning.svpg import LearningConfigError
     from learning.trainer import train
 
     out = Path(args.out)
@@ -149,6 +153,7 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
     """
     from learning.policies import load_policy
     from learning.rollout import make_env
+    from learning.svpg import LearningConfigError
 
     if int(episodes) < 1:
         raise LearningConfigError(f"episodes={episodes!r}; run at least 1 episode")
@@ -239,6 +244,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
     r.set_defaults(func=_run)
 
+    s = sub.add_parser("surrogate", help="collect twin transitions, fit and evaluate the surrogate backend (surrogate://PATH)",
+                       description="`pfmtwin agent surrogate COMMAND --help` shows each command's options.")
+    s.add_argument("surrogate_command", choices=("collect", "fit", "evaluate"), metavar="{collect,fit,evaluate}")
+    s.add_argument("args", nargs=argparse.REMAINDER, help="options of the command")
+    s.set_defaults(func=_surrogate)
+
+
+def _surrogate(args: argparse.Namespace) -> int:
+    from learning.surrogate import main
+
+    return main([args.surrogate_command, *args.args], prog="pfmtwin agent surrogate")
+
 
 # -- pfmtwin bench agents ------------------------------------------------------------------------
 
@@ -278,13 +295,15 @@ def _env_rate(env_id: str, kwargs: dict[str, Any], steps: int, seed: int) -> dic
     return {"steps": done, "steps_per_s": done / stepping, "first_reset_s": reset_s}
 
 
-def bench_agents(url: str = "twin://?seed=7", repeat: int = 5, *, particles: int = 8, workers: int = 2,
+def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 5, *, particles: int = 8, workers: int = 2,
                  threads: int = 1, surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
                  lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
     """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.
 
     Args:
-        url: the twin (any backend URL) the environment runs on.
+        url: the twin (any backend URL) the environment runs on; by default the 0.5 um film on a
+            64 x 64 grid that agents train on (the default window is 0.4 um of 32 x 32 points;
+            the 2 um film of ``twin://?seed=7`` costs 0.8 s per fresh sample, i.e. per rollout).
         repeat: SVPG iterations per mode (budget ``repeat * sum(episode lengths)`` steps).
         particles: SVPG particles.
         workers: LocalCluster worker processes; ``threads`` threads each.
@@ -307,7 +326,13 @@ def bench_agents(url: str = "twin://?seed=7", repeat: int = 5, *, particles: int
             from learning.surrogate import collect_transitions, fit_surrogate
 
             surrogate = Path(tmp) / "surrogate.pt"
-            fit_surrogate(collect_transitions(url, 200, seed=seed), surrogate, seed=seed)
+            t0 = time.perf_counter()
+            data = collect_transitions(url, 300, seed=seed)
+            collect_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            fit = fit_surrogate(data, surrogate, seed=seed)
+            out["surrogate"] = {"transitions": len(data), "collect_s": collect_s, "fit_s": time.perf_counter() - t0,
+                                **{k: v for k, v in fit.items() if k.endswith("_nm") or "rms" in k}}
         sur_rate = _env_rate(DEFAULT_ENV, {"microscope": f"surrogate://{Path(surrogate).resolve()}"}, env_steps, seed)
     out["env_steps_per_s"] = {"twin": twin_rate["steps_per_s"], "surrogate": sur_rate["steps_per_s"],
                               "speedup": sur_rate["steps_per_s"] / twin_rate["steps_per_s"]}

@@ -199,6 +199,8 @@ class TrainResult:
             rollout when ``eval_episodes == 0``), ``(n,)``.
         curve_steps: training environment steps at each curve point, ``(m,)``.
         curve_returns: mean over particles of their latest rollout's mean return, ``(m,)``.
+        curve_particles: each particle's latest rollout mean return at each curve point (nan
+            before its first), ``(m, n)``.
         env_steps: training environment steps used (including discarded rollouts).
         eval_steps: environment steps of the final evaluation.
         wall_time: seconds of the training loop (no cluster start-up, no evaluation).
@@ -216,6 +218,7 @@ class TrainResult:
     final_returns: np.ndarray
     curve_steps: np.ndarray
     curve_returns: np.ndarray
+    curve_particles: np.ndarray
     env_steps: int
     eval_steps: int
     wall_time: float
@@ -390,7 +393,7 @@ class _Learner:
         self.version = np.zeros(n, dtype=np.int64)
         self.submitted = np.zeros(n, dtype=np.int64)
         self.env_steps = 0
-        self.curve: list[tuple[int, float]] = []
+        self.curve: list[tuple[int, float, np.ndarray]] = []
 
     def task(self, i: int) -> RolloutTask:
         """The next rollout of particle ``i`` from its current parameters."""
@@ -429,7 +432,7 @@ def _run_sync(learner: _Learner, run: Callable[[list[RolloutTask]], list[Rollout
             learner.record(r)
             learner.env_steps += r.env_steps
         learner.update(None)
-        learner.curve.append((learner.env_steps, learner.mean_return()))
+        learner.curve.append((learner.env_steps, learner.mean_return(), learner.latest.copy()))
         report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
 
 
@@ -460,7 +463,7 @@ def _run_async(learner: _Learner, client: Client, report: _Reporter, start: floa
             max_stale = max(max_stale, stale)
             learner.record(r)
             learner.update([r.particle])
-            learner.curve.append((learner.env_steps, learner.mean_return()))
+            learner.curve.append((learner.env_steps, learner.mean_return(), learner.latest.copy()))
             report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
         if learner.env_steps >= cfg.steps:
             break
@@ -548,10 +551,11 @@ def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any
                     discarded, max_stale = _run_async(learner, client, report, start)
                 wall = time.perf_counter() - start
                 final, eval_steps = _evaluate(learner, run)
-    steps = np.array([s for s, _ in learner.curve], dtype=np.int64)
-    rets = np.array([r for _, r in learner.curve], dtype=float)
+    steps = np.array([s for s, _, _ in learner.curve], dtype=np.int64)
+    rets = np.array([r for _, r, _ in learner.curve], dtype=float)
+    each = np.array([p for _, _, p in learner.curve], dtype=float).reshape(len(steps), cfg.particles)
     critic = learner.critics.thetas if learner.critics is not None else np.zeros((cfg.particles, 0))
     return TrainResult(env_id=env_id, env_kwargs=kwargs, config=cfg, spec=spec, actor=learner.actors.thetas,
-                       critic=critic, final_returns=final, curve_steps=steps, curve_returns=rets,
+                       critic=critic, final_returns=final, curve_steps=steps, curve_returns=rets, curve_particles=each,
                        env_steps=learner.env_steps, eval_steps=eval_steps, wall_time=wall,
                        updates=learner.version.copy(), discarded=discarded, max_staleness=max_stale)

@@ -52,7 +52,9 @@ def _bench(args) -> int:
         bench = builtin[args.what]
     else:  # benchmarks of other packages (firmware, ...) plug in, so scenarios never imports them
         bench = next(ep for ep in entry_points(group="pfmtwin.benches") if ep.name == args.what).load()
-    print(json.dumps(bench(url=args.url, repeat=args.repeat)))
+    # each benchmark has its own default instrument and repeat count; pass only what was given
+    given = {k: v for k, v in (("url", args.url), ("repeat", args.repeat)) if v is not None}
+    print(json.dumps(bench(**given)))
     return 0
 
 
@@ -94,8 +96,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="benchmarks; print one JSON object")
     s.add_argument("what", choices=("twin", "emulator", *sorted(ep.name for ep in entry_points(group="pfmtwin.benches"))))
-    s.add_argument("--url", default="twin://?seed=7")
-    s.add_argument("--repeat", type=int, default=5)
+    s.add_argument("--url", default=None, help="backend URL (default: the benchmark's own, e.g. twin://?seed=7)")
+    s.add_argument("--repeat", type=int, default=None, help="repetitions (default: the benchmark's own)")
     s.set_defaults(func=_bench)
     return p
 
