@@ -313,10 +313,12 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 5
         seed: seed of everything.
 
     Returns:
-        Plain data: ``env_steps_per_s`` (twin, surrogate, speedup) and ``svpg`` (sync and async
-        seconds per iteration, their ratio, updates per particle).
+        Plain data: ``env_steps_per_s`` (twin, surrogate, speedup), ``surrogate`` (its fit and
+        held-out error when fitted here) and ``svpg`` (:func:`learning.compare.bench_agents` on
+        the twin with per-particle episode lengths: sync and async seconds per iteration, their
+        ratio ``speedup``, updates per particle, how busy the workers were).
     """
-    from learning.trainer import dask_client, train
+    from learning import compare
 
     env_kwargs = {"microscope": url}
     out: dict[str, Any] = {"url": url, "particles": particles, "workers": workers, "threads": threads}
@@ -332,24 +334,13 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 5
             t0 = time.perf_counter()
             fit = fit_surrogate(data, surrogate, seed=seed)
             out["surrogate"] = {"transitions": len(data), "collect_s": collect_s, "fit_s": time.perf_counter() - t0,
-                                **{k: v for k, v in fit.items() if k.endswith("_nm") or "rms" in k}}
+                                "held_out_nm": fit["held_out_nm"], "noise_floor_nm": fit["noise_rms_nm"]}
         sur_rate = _env_rate(DEFAULT_ENV, {"microscope": f"surrogate://{Path(surrogate).resolve()}"}, env_steps, seed)
     out["env_steps_per_s"] = {"twin": twin_rate["steps_per_s"], "surrogate": sur_rate["steps_per_s"],
                               "speedup": sur_rate["steps_per_s"] / twin_rate["steps_per_s"]}
     lens = episode_lengths(particles, low=lengths[0], high=lengths[1], seed=seed)
-    per_particle = [{**env_kwargs, "max_steps": n} for n in lens]
-    budget = int(repeat) * sum(lens)
-    options = {"particles": particles, "seed": seed, "episodes": 1, "eval_episodes": 0}
-    svpg: dict[str, Any] = {"episode_lengths": lens, "steps": budget}
-    with dask_client(None, workers, threads) as client:
-        address = client.scheduler.address
-        # warm every worker (imports, numba JIT, first film) so neither mode pays it
-        train(DEFAULT_ENV, per_particle, mode="sync", scheduler=address, steps=1, **options)
-        for mode in ("sync", "async"):
-            r = train(DEFAULT_ENV, per_particle, mode=mode, scheduler=address, steps=budget, **options)
-            svpg[mode] = {"s_per_it": r.seconds_per_iteration, "iterations": r.iterations, "wall_s": r.wall_time,
-                          "updates": [int(u) for u in r.updates], "discarded": r.discarded,
-                          "max_staleness": r.max_staleness}
-    svpg["async_speedup"] = svpg["sync"]["s_per_it"] / svpg["async"]["s_per_it"]
+    svpg = compare.bench_agents(DEFAULT_ENV, [{**env_kwargs, "max_steps": n} for n in lens], particles=particles,
+                                steps=int(repeat) * sum(lens), workers=workers, threads=threads, seed=seed)
+    svpg["episode_lengths"] = lens
     out["svpg"] = svpg
     return out

@@ -255,7 +255,8 @@ def bench_agents(env_id: str = COSTLY_ENV_ID, env_kwargs: Mapping[str, Any] | Se
 
     Returns:
         Plain data: ``sync_s_per_it``, ``async_s_per_it``, ``speedup`` (sync / async), and the
-        iterations, wall times, updates per particle and environment steps of both modes.
+        iterations, wall times, updates per particle, environment steps and worker busy share
+        of both modes.
     """
     if env_kwargs is None and env_id == COSTLY_ENV_ID:
         env_kwargs = costly_env_kwargs(particles, seed=seed, spread=spread)
@@ -270,12 +271,18 @@ def bench_agents(env_id: str = COSTLY_ENV_ID, env_kwargs: Mapping[str, Any] | Se
         out["spread"] = spread
     with dask_client(scheduler, workers, threads) as client:
         address = client.scheduler.address
+        slots = sum(client.nthreads().values())
+        # warm every worker (imports, numba JIT, first environment) so that neither mode pays for it
+        train(env_id, env_kwargs, mode="sync", scheduler=address, particles=particles, steps=1, seed=seed, **options)
         for mode in ("sync", "async"):
             r = train(env_id, env_kwargs, mode=mode, scheduler=address, particles=particles, steps=steps, seed=seed,
                       **options)
             out[mode] = {"s_per_it": r.seconds_per_iteration, "iterations": r.iterations, "wall_s": r.wall_time,
                          "env_steps": r.env_steps, "updates": [int(u) for u in r.updates],
-                         "discarded": r.discarded, "max_staleness": r.max_staleness}
+                         "discarded": r.discarded, "max_staleness": r.max_staleness,
+                         # share of the rollout slots' time spent in rollouts (1 - waiting): async can
+                         # beat sync by at most 1 / sync's share when every update costs the same
+                         "worker_busy": r.rollout_seconds / (r.wall_time * slots)}
     out["sync_s_per_it"] = out["sync"]["s_per_it"]
     out["async_s_per_it"] = out["async"]["s_per_it"]
     out["speedup"] = out["sync_s_per_it"] / out["async_s_per_it"]

@@ -683,7 +683,7 @@ def fit_surrogate(
         "epochs": int(epochs),
         "hidden": [int(h) for h in hidden],
         "augment": bool(augment),
-        "noise_rms": meta.get("noise_rms", math.nan) * 1e9,
+        "noise_rms_nm": meta.get("noise_rms", math.nan) * 1e9,
         "software_version": control.__version__,
     }
     content = {

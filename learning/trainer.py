@@ -205,6 +205,8 @@ class TrainResult:
         eval_steps: environment steps of the final evaluation.
         wall_time: seconds of the training loop (no cluster start-up, no evaluation).
         updates: updates each particle took, ``(n,)``.
+        rollout_seconds: wall seconds the training rollouts took where they ran, summed (divided
+            by ``wall_time`` and the rollout slots: how busy the workers were).
         discarded: rollouts discarded as too stale.
         max_staleness: largest staleness among the rollouts used.
     """
@@ -223,6 +225,7 @@ class TrainResult:
     eval_steps: int
     wall_time: float
     updates: np.ndarray
+    rollout_seconds: float = 0.0
     discarded: int = 0
     max_staleness: int = 0
 
@@ -393,6 +396,7 @@ class _Learner:
         self.version = np.zeros(n, dtype=np.int64)
         self.submitted = np.zeros(n, dtype=np.int64)
         self.env_steps = 0
+        self.rollout_seconds = 0.0
         self.curve: list[tuple[int, float, np.ndarray]] = []
 
     def task(self, i: int) -> RolloutTask:
@@ -431,6 +435,7 @@ def _run_sync(learner: _Learner, run: Callable[[list[RolloutTask]], list[Rollout
         for r in results:
             learner.record(r)
             learner.env_steps += r.env_steps
+            learner.rollout_seconds += r.wall_time
         learner.update(None)
         learner.curve.append((learner.env_steps, learner.mean_return(), learner.latest.copy()))
         report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
@@ -456,6 +461,7 @@ def _run_async(learner: _Learner, client: Client, report: _Reporter, start: floa
         pending.discard(fut)
         r: RolloutResult = fut.result()
         learner.env_steps += r.env_steps
+        learner.rollout_seconds += r.wall_time
         stale = int(learner.version[r.particle] - r.version)
         if stale > cfg.staleness:
             discarded += 1
@@ -558,4 +564,4 @@ def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any
     return TrainResult(env_id=env_id, env_kwargs=kwargs, config=cfg, spec=spec, actor=learner.actors.thetas,
                        critic=critic, final_returns=final, curve_steps=steps, curve_returns=rets, curve_particles=each,
                        env_steps=learner.env_steps, eval_steps=eval_steps, wall_time=wall,
-                       updates=learner.version.copy(), discarded=discarded, max_staleness=max_stale)
+                       updates=learner.version.copy(), rollout_seconds=learner.rollout_seconds, discarded=discarded, max_staleness=max_stale)
