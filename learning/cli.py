@@ -47,19 +47,6 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready copy of an action or info value (numpy scalars and arrays to Python)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def plot_curve(result: Any, path: str | os.PathLike[str]) -> None:
     """Learning curve of a :class:`learning.trainer.TrainResult` as a PNG.
 
@@ -113,8 +100,10 @@ def _train(args: argparse.Namespace) -> int:
     for p in (out, curve):
         if p.exists() and not args.force:
             raise LearningConfigError(f"{str(p)!r} exists; choose another --out or pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise LearningConfigError(f"the folder of --out {str(out)!r} does not exist; create {str(out.parent)!r} first")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LearningConfigError(f"cannot create the folder of --out {str(out)!r}: {e}; choose a writable place") from e
     options = {k: v for k, v in {
         "algo": args.algo, "particles": args.particles, "steps": args.steps, "seed": args.seed, "mode": args.mode,
         "scheduler": args.scheduler, "workers": args.workers, "estimator": args.estimator, "alpha": args.alpha,
@@ -151,6 +140,7 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
         ``{"episode", "step", "action", "reward", "terminated", "truncated", ...}`` with the
         environment's per-step info (for DomainWall: instrument ``time`` and the emitted ``pulse``).
     """
+    from learning.files import plain
     from learning.policies import load_policy
     from learning.rollout import make_env
     from learning.svpg import LearningConfigError
@@ -179,9 +169,9 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
                 action = policy.act(obs, rng)
                 obs, reward, terminated, truncated, info = env.step(action)
                 step += 1
-                record = {"episode": episode, "step": step, "action": _plain(action), "reward": float(reward),
+                record = {"episode": episode, "step": step, "action": plain(action, "action"), "reward": float(reward),
                           "terminated": bool(terminated), "truncated": bool(truncated)}
-                record.update({k: _plain(info[k]) for k in ("time", "pulse", "curvature", "wall_x") if k in info})
+                record.update({k: plain(info[k], k) for k in ("time", "pulse", "curvature", "wall_x") if k in info})
                 yield record
                 if terminated or truncated or (max_steps is not None and step >= max_steps):
                     break
@@ -295,7 +285,7 @@ def _env_rate(env_id: str, kwargs: dict[str, Any], steps: int, seed: int) -> dic
     return {"steps": done, "steps_per_s": done / stepping, "first_reset_s": reset_s}
 
 
-def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 5, *, particles: int = 8, workers: int = 2,
+def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 10, *, particles: int = 8, workers: int = 2,
                  threads: int = 1, surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
                  lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
     """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.

@@ -17,14 +17,14 @@ environment step costs about 140 us here, the numpy forward about 19 us (CartPol
 13 us). The gradient pass is torch (:class:`Policy`); a test checks the two agree.
 
 A policy file (:func:`save_policy`, :func:`load_policy`) is a ``torch.save`` of plain data
-and tensors only, so ``torch.load(weights_only=True)`` reads it without unpickling classes.
+and tensors only, so ``torch.load(weights_only=True)`` reads it without unpickling classes;
+written atomically, and the same policy gives the same bytes (:mod:`learning.files`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from control.errors import PfmTwinError
+from learning.files import load, plain, save
 from learning.svpg import LearningConfigError
 
 __all__ = [
@@ -368,26 +369,6 @@ def init_particle(spec: PolicySpec, seed: int, *, output_gain: float = 0.01) -> 
 # Policy files
 
 
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as plain data (dict/list/str/int/float/bool/None) or a PolicyFileError."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise PolicyFileError(f"{where} has a non-string key {k!r}; policy files hold plain data only")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise PolicyFileError(
-        f"{where} is {value!r} of type {type(value).__name__}; policy files hold plain data only "
-        "(dict, list, str, int, float, bool, None) so they load with weights_only=True")
-
-
 @dataclass
 class PolicyFile:
     """The content of a policy file.
@@ -440,18 +421,15 @@ def save_policy(path: str | os.PathLike[str], content: PolicyFile) -> None:
         raise PolicyFileError(f"critic has shape {critic.shape!r}; expected (particles, {content.spec.critic_size})")
     data = {
         "format": FILE_FORMAT[0], "version": FILE_FORMAT[1],
-        "env_id": _plain(content.env_id, "env_id"),
-        "env_kwargs": _plain(content.env_kwargs, "env_kwargs"),
+        "env_id": plain(content.env_id, "env_id", PolicyFileError),
+        "env_kwargs": plain(content.env_kwargs, "env_kwargs", PolicyFileError),
         "spec": content.spec.to_dict(),
         "actor": torch.from_numpy(actor.copy()),
         "critic": torch.from_numpy(critic.copy()),
         "final_returns": [float(r) for r in np.asarray(content.final_returns, dtype=float).reshape(-1)],
-        "info": _plain(content.info, "info"),
+        "info": plain(content.info, "info", PolicyFileError),
     }
-    try:
-        torch.save(data, os.fspath(path))
-    except OSError as e:
-        raise PolicyFileError(f"cannot write policy file {os.fspath(path)!r}: {e}") from e
+    save(path, data, PolicyFileError)
 
 
 def load_policy(path: str | os.PathLike[str]) -> PolicyFile:
@@ -461,13 +439,7 @@ def load_policy(path: str | os.PathLike[str]) -> PolicyFile:
         PolicyFileError: missing, unreadable, or not a pfmtwin policy file of a known version.
     """
     p = os.fspath(path)
-    try:
-        data = torch.load(p, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # torch: corrupt archive -> RuntimeError
-        raise PolicyFileError(f"cannot read policy file {p!r}: {e}") from e
-    if not isinstance(data, dict) or (data.get("format"), data.get("version")) != FILE_FORMAT:
-        found = (data.get("format"), data.get("version")) if isinstance(data, dict) else type(data).__name__
-        raise PolicyFileError(f"{p!r} is not a pfmtwin policy file: format {found!r}, expected {FILE_FORMAT!r}")
+    data = load(p, FILE_FORMAT, "policy file", PolicyFileError, "write one with 'pfmtwin agent train ... --out FILE'")
     spec = PolicySpec.from_dict(data["spec"])
     actor = data["actor"].numpy()
     critic = data["critic"].numpy()

@@ -37,17 +37,14 @@ domains away from the one wall.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
-import pickle
 import sys
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -63,6 +60,7 @@ from control.fpga import FpgaTiming
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits
 from control.urls import Option, options, split
+from learning.files import load, plain, save
 from learning.env import DomainWallEnv
 from learning.svpg import one_torch_thread
 from learning.wall import Wall, trace_wall
@@ -490,33 +488,6 @@ class SurrogateModel:
         return h * (SCALE * sign[:, None]), ys
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-like plain data (what ``torch.load(weights_only=True)`` reads back)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise SurrogateFileError(f"{value!r} ({type(value).__name__}) is not plain data; a model file holds only plain data")
-
-
-def _save(path: str | os.PathLike[str], content: dict[str, Any]) -> None:
-    # Serialize to memory first: torch.save names the archive after the file, so the bytes of
-    # the same model would otherwise depend on where it is written.
-    buffer = io.BytesIO()
-    torch.save(content, buffer)
-    p = os.fspath(path)
-    try:
-        Path(p).write_bytes(buffer.getvalue())
-    except OSError as e:
-        raise SurrogateFileError(f"cannot write model file {p!r}: {e}") from e
-
-
 def load_model(path: str | os.PathLike[str]) -> SurrogateModel:
     """Read a model file with ``torch.load(weights_only=True)``.
 
@@ -524,16 +495,8 @@ def load_model(path: str | os.PathLike[str]) -> SurrogateModel:
         SurrogateFileError: missing, unreadable, or not a pfmtwin surrogate model of a known version.
     """
     p = os.fspath(path)
-    fix = "write one with 'python -m learning.surrogate fit TRANSITIONS.npz --out MODEL.pt'"
-    if not os.path.isfile(p):
-        raise SurrogateFileError(f"surrogate model file {p!r} does not exist; {fix}")
-    try:
-        data = torch.load(p, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # torch: not an archive -> RuntimeError
-        raise SurrogateFileError(f"cannot read surrogate model file {p!r} ({e}); {fix}") from e
-    found = (data.get("format"), data.get("version")) if isinstance(data, dict) else type(data).__name__
-    if found != FILE_FORMAT:
-        raise SurrogateFileError(f"{p!r} is not a pfmtwin surrogate model: format {found!r}, expected {FILE_FORMAT!r}; {fix}")
+    fix = "write one with 'pfmtwin agent surrogate fit TRANSITIONS.npz --out MODEL.pt'"
+    data = load(p, FILE_FORMAT, "surrogate model file", SurrogateFileError, fix)
     try:
         net = data["net"]
         weights = tuple((net[f"{k}.weight"].double().numpy(), net[f"{k}.bias"].double().numpy())
@@ -693,8 +656,8 @@ def fit_surrogate(
         "net": state,
         "in_mean": torch.from_numpy(mean.astype(np.float32)),
         "in_std": torch.from_numpy(std.astype(np.float32)),
-        "film": _plain(film),
-        "instrument": _plain(instrument),
+        "film": plain(film, "film", SurrogateFileError),
+        "instrument": plain(instrument, "instrument", SurrogateFileError),
     }
     model = SurrogateModel(
         weights=tuple((state[f"{k}.weight"].double().numpy(), state[f"{k}.bias"].double().numpy())
@@ -705,8 +668,8 @@ def fit_surrogate(
         provenance=provenance,
     )
     provenance["held_out_nm"] = {k: v * 1e9 for k, v in _errors(model, test).items()}
-    content["provenance"] = _plain(provenance)
-    _save(out, content)
+    content["provenance"] = plain(provenance, "provenance", SurrogateFileError)
+    save(out, content, SurrogateFileError)
     return provenance
 
 

@@ -214,11 +214,11 @@ def test_waveforms_are_not_modelled(data):
     ("url", "error", "match"),
     [
         ("surrogate://", UrlError, r"names no model file; write surrogate:///abs/path/model.pt"),
-        ("surrogate:///no/such/model.pt", SurrogateFileError, r"'/no/such/model.pt' does not exist; write one"),
+        ("surrogate:///no/such/model.pt", SurrogateFileError, r"cannot read surrogate model file '/no/such/model.pt': no such file; write one"),
         ("surrogate:///{model}?colour=red", UrlError, r"unknown option\(s\) 'colour'.*accepted: seed="),
         ("surrogate:///{model}?noise=-1", UrlError, r"option noise='-1' .* is invalid"),
         ("surrogate:///{garbage}", SurrogateFileError, r"cannot read surrogate model file .*garbage.pt"),
-        ("surrogate:///{policy}", SurrogateFileError, r"is not a pfmtwin surrogate model: format \('pfmtwin.policy', 1\)"),
+        ("surrogate:///{policy}", SurrogateFileError, r"is not a pfmtwin surrogate model file: format \('pfmtwin.policy', 1\)"),
     ],
 )
 def test_bad_urls_and_files_are_refused_clearly(data, tmp_path, url, error, match):
