@@ -235,3 +235,22 @@ def test_command_line_prints_json(data, capsys):
     assert '"local_rms_nm"' in capsys.readouterr().out
     assert main(["fit", str(data["root"] / "missing.npz"), "--out", str(data["root"] / "x.pt")]) == 2
     assert "cannot read transitions file" in capsys.readouterr().err
+
+
+# -- pfmtwin bench agents ------------------------------------------------------------------------
+
+
+def test_bench_agents_reports_twin_and_surrogate_speed_and_both_modes(data):
+    from learning.cli import bench_agents
+
+    out = bench_agents(URL, repeat=1, particles=2, surrogate=data["model"], env_steps=4, lengths=(1, 3))
+    rates = out["env_steps_per_s"]
+    assert rates["twin"] > 0 and rates["surrogate"] > 0
+    assert rates["speedup"] == pytest.approx(rates["surrogate"] / rates["twin"])
+    svpg = out["svpg"]
+    assert len(svpg["episode_lengths"]) == 2 and all(1 <= n <= 3 for n in svpg["episode_lengths"])
+    for mode in ("sync", "async"):
+        assert svpg[mode]["s_per_it"] > 0 and sum(svpg[mode]["updates"]) >= 2
+        assert 0 < svpg[mode]["worker_busy"] <= 1.0
+    assert svpg["speedup"] == pytest.approx(svpg["sync_s_per_it"] / svpg["async_s_per_it"])
+    assert "surrogate" not in out, "a given model file is used as it is, not refitted"
