@@ -1,4 +1,4 @@
-"""The contract, checked the same way on every backend: the twin in process and the emulator."""
+"""The contract, checked the same way on every backend: the twin in process, the emulator and the surrogate."""
 
 from __future__ import annotations
 
@@ -30,13 +30,25 @@ BAD_COMMANDS = [
 ]
 
 
-@pytest.fixture(params=["twin", "emulator"])
+@pytest.fixture(scope="module")
+def surrogate_model(tmp_path_factory) -> str:
+    """A surrogate model file fitted on a few transitions of the same twin (quick, not accurate)."""
+    from learning.surrogate import collect_transitions, fit_surrogate
+
+    path = tmp_path_factory.mktemp("surrogate") / "model.pt"
+    fit_surrogate(collect_transitions("twin://?" + OPTIONS, 48, seed=0, episode_steps=8), path, seed=0, epochs=20)
+    return str(path)
+
+
+@pytest.fixture(params=["twin", "emulator", "surrogate"])
 def new_url(request, emulators):
     """Factory of URLs of fresh, identical instruments of one backend kind."""
 
     def make() -> str:
         if request.param == "twin":
             return "twin://?" + OPTIONS
+        if request.param == "surrogate":
+            return "surrogate://" + request.getfixturevalue("surrogate_model")
         return emulators(OPTIONS).url
 
     return make
