@@ -262,29 +262,6 @@ def episode_lengths(particles: int, *, low: int = 2, high: int = 16, seed: int =
     return [int(round(math.exp(v))) for v in rng.uniform(math.log(low), math.log(high), size=int(particles))]
 
 
-def _env_rate(env_id: str, kwargs: dict[str, Any], steps: int, seed: int) -> dict[str, Any]:
-    """Environment steps per wall second with seeded random actions (resets timed apart)."""
-    from learning.rollout import make_env
-
-    env = make_env(env_id, kwargs)
-    try:
-        env.action_space.seed(seed)
-        t0 = time.perf_counter()
-        env.reset(seed=seed)
-        reset_s = time.perf_counter() - t0
-        done, stepping = 0, 0.0
-        while done < steps:
-            t0 = time.perf_counter()
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            stepping += time.perf_counter() - t0
-            done += 1
-            if terminated or truncated:
-                env.reset()
-    finally:
-        env.close()
-    return {"steps": done, "steps_per_s": done / stepping, "first_reset_s": reset_s}
-
-
 def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 10, *, particles: int = 8, workers: int = 2,
                  threads: int = 1, surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
                  lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
@@ -309,10 +286,11 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 1
         ratio ``speedup``, updates per particle, how busy the workers were).
     """
     from learning import compare
+    from learning.surrogate import env_speed
 
     env_kwargs = {"microscope": url}
     out: dict[str, Any] = {"url": url, "particles": particles, "workers": workers, "threads": threads}
-    twin_rate = _env_rate(DEFAULT_ENV, env_kwargs, env_steps, seed)
+    twin_rate = env_speed(url, env_steps, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         if surrogate is None:
             from learning.surrogate import collect_transitions, fit_surrogate
@@ -325,7 +303,7 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7", repeat: int = 1
             fit = fit_surrogate(data, surrogate, seed=seed)
             out["surrogate"] = {"transitions": len(data), "collect_s": collect_s, "fit_s": time.perf_counter() - t0,
                                 "held_out_nm": fit["held_out_nm"], "noise_floor_nm": fit["noise_rms_nm"]}
-        sur_rate = _env_rate(DEFAULT_ENV, {"microscope": f"surrogate://{Path(surrogate).resolve()}"}, env_steps, seed)
+        sur_rate = env_speed(f"surrogate://{Path(surrogate).resolve()}", env_steps, seed=seed)
     out["env_steps_per_s"] = {"twin": twin_rate["steps_per_s"], "surrogate": sur_rate["steps_per_s"],
                               "speedup": sur_rate["steps_per_s"] / twin_rate["steps_per_s"]}
     lens = episode_lengths(particles, low=lengths[0], high=lengths[1], seed=seed)
