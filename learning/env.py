@@ -131,7 +131,9 @@ class DomainWallConfig:
         offset: (low, high) x offset of the pulse from the wall at its y, m.
         smoothing: standard deviation of the Gaussian smoothing of the wall before its
             curvature is taken, m (features below the tip size are noise).
-        lost_penalty: reward (negated) of a step that loses the wall.
+        lost_penalty: reward (negated) of a step that loses the wall. Keep it on the scale of a
+            step's reward (about 0.01-0.3): at 1.0 it drowned the bending rewards and SVPG
+            learned nothing (docs/decisions/0004-domain-wall-env.md).
         recenter: at each reset, move the window in x so that it is centred on the wall.
         reopen: when a reset reopens the microscope: "seeded" (a reset with a seed), "always",
             or "never" (only if closed). Except with "never", a reset that finds no usable
@@ -154,7 +156,7 @@ class DomainWallConfig:
     width: tuple[float, float] = (1e-5, 1e-2)
     offset: tuple[float, float] = (-100e-9, 100e-9)
     smoothing: float = 20e-9
-    lost_penalty: float = 1.0
+    lost_penalty: float = 0.05
     recenter: bool = True
     reopen: str = "seeded"
     image: bool = False
