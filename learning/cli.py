@@ -123,7 +123,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = None, *, episodes: int = 1,
-               seed: int = 0, particle: int | None = None, sample: bool = False, max_steps: int | None = None):
+               seed: int = 0, particle: int | None = None, sample: bool = False, max_steps: int | None = None,
+               random_actions: bool = False):
     """Run a policy file, yielding one plain-data record per environment step.
 
     Args:
@@ -135,6 +136,8 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
         particle: which particle of the file (default: the best final return).
         sample: draw actions from the policy's distribution instead of taking its mean/mode.
         max_steps: cap on steps per episode (``None``: the environment's own limit).
+        random_actions: the baseline: uniform random actions (seeded by ``seed``) in the same
+            environment, instead of the policy's.
 
     Yields:
         ``{"episode", "step", "action", "reward", "terminated", "truncated", ...}`` with the
@@ -161,12 +164,13 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
         kwargs["microscope"] = microscope
     rng = np.random.default_rng(int(seed)) if sample else None
     env = make_env(pf.env_id, kwargs)
+    env.action_space.seed(int(seed))
     try:
         for episode in range(int(episodes)):
             obs, _ = env.reset(seed=int(seed) if episode == 0 else None)
             step = 0
             while True:
-                action = policy.act(obs, rng)
+                action = env.action_space.sample() if random_actions else policy.act(obs, rng)
                 obs, reward, terminated, truncated, info = env.step(action)
                 step += 1
                 record = {"episode": episode, "step": step, "action": plain(action, "action"), "reward": float(reward),
@@ -183,14 +187,17 @@ def _run(args: argparse.Namespace) -> int:
     returns: list[float] = []
     current = None
     for record in run_policy(args.policy, args.microscope, episodes=args.episodes, seed=args.seed,
-                             particle=args.particle, sample=args.sample, max_steps=args.max_steps):
+                             particle=args.particle, sample=args.sample, max_steps=args.max_steps,
+                             random_actions=args.random):
         print(json.dumps(record), flush=True)
         if record["episode"] != current:
             current = record["episode"]
             returns.append(0.0)
         returns[-1] += record["reward"]
+    error = float(np.std(returns) / math.sqrt(len(returns))) if returns else math.nan
     print(json.dumps({"episodes": len(returns), "returns": returns,
-                      "mean_return": float(np.mean(returns)) if returns else math.nan}), file=sys.stderr, flush=True)
+                      "mean_return": float(np.mean(returns)) if returns else math.nan, "standard_error": error}),
+          file=sys.stderr, flush=True)
     return 0
 
 
@@ -232,6 +239,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--particle", type=int, default=None, help="particle of the file to run (default: best final return)")
     r.add_argument("--sample", action="store_true", help="draw actions from the policy instead of taking its mean")
     r.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
+    r.add_argument("--random", action="store_true",
+                   help="baseline: uniform random actions (seeded by --seed) in the policy's environment")
     r.set_defaults(func=_run)
 
     s = sub.add_parser("surrogate", help="collect twin transitions, fit and evaluate the surrogate backend (surrogate://PATH)",

@@ -121,3 +121,21 @@ def test_same_policy_same_actions_and_rewards_on_twin_and_emulator(wall_policy):
         assert t["reward"] == e["reward"]
         assert t["pulse"] == e["pulse"] and t["time"] == e["time"]
     assert len({json.dumps(r["action"]) for r in on_twin}) == 6, "sampled actions differ from step to step"
+
+
+def test_random_baseline_runs_in_the_policys_environment_reproducibly(wall_policy, capsys):
+    url = f"twin://?seed=3&{TWIN_OPTIONS}"
+    runs = []
+    for _ in range(2):
+        code, out, err = in_process(capsys, "agent", "run", "--microscope", url, "--policy", str(wall_policy),
+                                    "--episodes", "1", "--seed", "4", "--random")
+        assert code == 0, err
+        runs.append([json.loads(line) for line in out.strip().splitlines()])
+        summary = json.loads(err.strip().splitlines()[-1])
+        assert summary["mean_return"] == pytest.approx(sum(r["reward"] for r in runs[-1]))
+    assert runs[0] == runs[1], "same seed, same random actions and rewards"
+    actions = np.array([r["action"] for r in runs[0]])
+    assert len(actions) == 3 and np.all(np.abs(actions) <= 1.0)  # max_steps=3 from the policy file
+    code, out, _ = in_process(capsys, "agent", "run", "--microscope", url, "--policy", str(wall_policy),
+                              "--episodes", "1", "--seed", "4")
+    assert [json.loads(line)["action"] for line in out.strip().splitlines()] != actions.tolist()
