@@ -65,6 +65,11 @@ class HardwareSpec:
         """Plain-data copy (for info(), HDF5 attributes and the wire protocol)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> HardwareSpec:
+        """Inverse of :meth:`to_dict`, also after a JSON round trip (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 #: Register map of the FPGA controller (32-bit words at byte addresses, READ_REG / WRITE_REG).
 #: ``firmware/spec.py`` generates the Verilog header from this table, so the RTL answers exactly

@@ -113,6 +113,11 @@ class SafetyLimits:
         """Plain-data copy."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> SafetyLimits:
+        """Inverse of :meth:`to_dict`, also after a JSON round trip (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
     # -- checks -----------------------------------------------------------------------------
 
     def check_position(self, x: object, y: object, what: str = "tip position") -> tuple[float, float]:

@@ -39,16 +39,10 @@ READ_CHUNK = 0.05
 
 
 def _info_from_dict(d: dict) -> InstrumentInfo:
-    hardware = dict(d["hardware"])
-    for key in ("line_rate_range", "pixels_range"):
-        hardware[key] = tuple(hardware[key])
-    limits = dict(d["limits"])
-    for key in ("x_range", "y_range", "line_rate_range", "pixels_range"):
-        limits[key] = tuple(limits[key])
     return InstrumentInfo(
         backend=d["backend"], url=d["url"], identity=d["identity"], protocol_version=d["protocol_version"],
-        software_version=d["software_version"], hardware=HardwareSpec(**hardware), limits=SafetyLimits(**limits),
-        options=d.get("options", {}),
+        software_version=d["software_version"], hardware=HardwareSpec.from_dict(d["hardware"]),
+        limits=SafetyLimits.from_dict(d["limits"]), options=d.get("options", {}),
     )
 
 

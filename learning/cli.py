@@ -77,19 +77,8 @@ def plot_curve(result: Any, path: str | os.PathLike[str]) -> None:
     plt.close(fig)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)``, then rename onto ``path``: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _train(args: argparse.Namespace) -> int:
+    from learning.files import write_atomically
     from learning.svpg import LearningConfigError
     from learning.trainer import train
 
@@ -110,8 +99,8 @@ def _train(args: argparse.Namespace) -> int:
         "lr": args.lr, "episodes": args.episodes, "eval_episodes": args.eval_episodes,
         "staleness": args.staleness}.items() if v is not None}
     result = train(args.env, args.env_kwargs, progress=True, **options)
-    _atomic_write(out, result.save)
-    _atomic_write(curve, lambda tmp: plot_curve(result, tmp))
+    result.save(out)  # atomic, as every policy file
+    write_atomically(curve, lambda tmp: plot_curve(result, tmp), LearningConfigError)
     print(json.dumps({
         "env": result.env_id, "algo": result.config.algo, "mode": result.config.mode,
         "particles": result.config.particles, "seed": result.config.seed,

@@ -18,14 +18,14 @@ import io
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["load", "plain", "save"]
+__all__ = ["load", "plain", "save", "write_atomically"]
 
 
 def plain(value: Any, where: str = "value", error: type[Exception] = TypeError) -> Any:
@@ -55,6 +55,32 @@ def plain(value: Any, where: str = "value", error: type[Exception] = TypeError) 
                 "(dict, list, str, int, float, bool, None, numpy numbers and arrays) so they load with weights_only=True")
 
 
+def write_atomically(path: str | os.PathLike[str], write: Callable[[str], None],
+                     error: type[Exception] = OSError) -> None:
+    """``write(tmp)`` to a temporary file beside ``path`` (same suffix), then rename it onto ``path``.
+
+    A crash or an error never leaves half a file, and an existing file stays as it was.
+
+    Raises:
+        error: the file cannot be written (the message names it and the reason).
+    """
+    target = Path(os.fspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    except OSError as e:
+        raise error(f"cannot write {str(target)!r}: {e}; choose a writable folder that exists") from e
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise error(f"cannot write {str(target)!r}: {e}") from e
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save(path: str | os.PathLike[str], content: dict[str, Any], error: type[Exception] = OSError) -> None:
     """Write ``content`` (plain data and tensors) to ``path``, atomically and byte-reproducibly.
 
@@ -63,18 +89,7 @@ def save(path: str | os.PathLike[str], content: dict[str, Any], error: type[Exce
     """
     buffer = io.BytesIO()
     torch.save(content, buffer)
-    target = Path(os.fspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as e:
-        raise error(f"cannot write {str(target)!r}: {e}; choose a writable folder that exists") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, target)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise error(f"cannot write {str(target)!r}: {e}") from e
+    write_atomically(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()), error)
 
 
 def load(path: str | os.PathLike[str], file_format: tuple[str, int], what: str, error: type[Exception] = OSError,

@@ -60,7 +60,7 @@ from control.fpga import FpgaTiming
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits
 from control.urls import Option, options, split
-from learning.files import load, plain, save
+from learning.files import load, plain, save, write_atomically
 from learning.env import DomainWallEnv
 from learning.svpg import one_torch_thread
 from learning.wall import Wall, trace_wall
@@ -156,19 +156,23 @@ class Transitions:
         return self.subset(~mask), self.subset(mask)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a compressed ``.npz`` (arrays plus the metadata as JSON).
+        """Write a compressed ``.npz`` (arrays plus the metadata as JSON), atomically.
 
         Raises:
             TransitionsError: the file cannot be written.
         """
         p = os.fspath(path)
-        try:
-            np.savez_compressed(
-                p, y=self.y, before=self.before, after=self.after, pulse=self.pulse, episode=self.episode,
-                meta=np.array(json.dumps({"format": TRANSITIONS_FORMAT, **self.meta})),
-            )
-        except OSError as e:
-            raise TransitionsError(f"cannot write transitions file {p!r}: {e}") from e
+        if not p.endswith(".npz"):
+            p += ".npz"  # as numpy names it
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(
+                    f, y=self.y, before=self.before, after=self.after, pulse=self.pulse, episode=self.episode,
+                    meta=np.array(json.dumps({"format": TRANSITIONS_FORMAT, **self.meta})),
+                )
+
+        write_atomically(p, write, TransitionsError)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Transitions:
@@ -719,10 +723,8 @@ class Surrogate:
         self.seed = seed
         self.noise = noise
         film = model.film
-        self.hardware = HardwareSpec(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in model.instrument["hardware"].items()})
-        self.limits = SafetyLimits(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in model.instrument["limits"].items()})
+        self.hardware = HardwareSpec.from_dict(model.instrument["hardware"])
+        self.limits = SafetyLimits.from_dict(model.instrument["limits"])
         period = model.period
         if period is not None:
             self.y = (np.arange(FINE) + 0.5) * (period / FINE)
