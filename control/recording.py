@@ -8,7 +8,8 @@ one HDF5 file.
 ...     scope.apply_pulse(1e-6, 1e-6, 5.0, 1e-3)
 >>> read_session("run.h5").pulses()  # doctest: +SKIP
 
-Layout (NSID conventions for raster images, so sidpy/pyNSID users can open the scans)::
+Layout (NSID conventions for raster images, so sidpy and SciFiReaders users open the scans, and
+``control.nsid.read_scan`` reads a session holding one raster scan)::
 
     /                          attrs: format, format_version, sample, material, investigator,
     |                                 project, instrument, software_version, seed, backend,
@@ -17,7 +18,8 @@ Layout (NSID conventions for raster images, so sidpy/pyNSID users can open the s
     └── commands/
         ├── 000000/            attrs: index, verb, args (JSON), start, end (instrument time, s),
         |   |                         [error_type, error_message], complete
-        |   └── result/        attrs: kind ("ScanResult" | "PulseRecord" | "InstrumentInfo" | "json")
+        |   └── result/        attrs: kind ("ScanResult" | "PulseRecord" | "InstrumentInfo" | "json");
+        |       |                     a scan is written by control.nsid.write_scan_group
         |       ├── height     (lines, points) m; raster: data_type="IMAGE", dims[0]=y, dims[1]=x
         |       ├── amplitude  (lines, points) m
         |       ├── phase      (lines, points) deg
@@ -52,6 +54,7 @@ import numpy as np
 
 from control.contract import InstrumentInfo, LineCallback, Microscope, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, InvalidArgumentError, PfmTwinError, RecordingError
+from control.nsid import CHANNEL_UNITS, NSID_VERSION, write_scan_group  # noqa: F401 (re-exported)
 
 FORMAT = "pfmtwin.session"
 FORMAT_VERSION = 1
@@ -82,16 +85,6 @@ RESERVED_METADATA = frozenset(
     }
 )
 _JSON_METADATA = ("hardware", "limits", "options")
-
-#: NSID quantity and SI unit of each known channel (the "_retrace" variants share them).
-CHANNEL_UNITS = {
-    "height": ("height", "m"),
-    "amplitude": ("piezoresponse amplitude", "m"),
-    "phase": ("piezoresponse phase", "deg"),
-}
-#: NSID convention version the layout follows (pyNSID reads ``pyNSID_version``; older tools ``nsid_version``).
-NSID_VERSION = "0.0.7"
-
 
 # -- plain-data helpers -----------------------------------------------------------------------
 
@@ -147,63 +140,13 @@ def _check_metadata(metadata: Mapping | None) -> dict:
     return out
 
 
-def _grid_axes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The 1D axes (x along dim 1, y along dim 0) if the position grids are exactly separable."""
-    if x.ndim != 2 or y.shape != x.shape:
-        return None
-    xs, ys = x[0, :], y[:, 0]
-    # Compare bytes, not values: the reader rebuilds the grids from the axes bit for bit.
-    if x.tobytes() != np.broadcast_to(xs, x.shape).tobytes():
-        return None
-    if y.tobytes() != np.broadcast_to(ys[:, None], y.shape).tobytes():
-        return None
-    return xs, ys
-
-
 # -- writing ----------------------------------------------------------------------------------
-
-
-def _write_scan(group: h5py.Group, result: ScanResult, source: str) -> None:
-    group.attrs["kind"] = "ScanResult"
-    group.attrs["spec"] = _dumps(result.spec.to_dict())
-    group.attrs["channels"] = _dumps(list(result.channels))
-    axes = _grid_axes(np.asarray(result.x), np.asarray(result.y)) if result.spec.path == "raster" else None
-    group.attrs["layout"] = "image" if axes is not None else "points"
-    if axes is not None:
-        scales = []
-        for name, values in zip(("y", "x"), reversed(axes)):
-            scale = group.create_dataset(name, data=values)
-            scale.attrs.update(
-                name=name, quantity=name, units="m", dimension_type="SPATIAL", nsid_version=NSID_VERSION
-            )
-            scale.make_scale(name)
-            scales.append(scale)
-    else:
-        for name, values in (("x", result.x), ("y", result.y)):
-            group.create_dataset(name, data=values).attrs.update(quantity=name, units="m")
-    for name, data in result.channels.items():
-        dset = group.create_dataset(name, data=data)
-        quantity, units = CHANNEL_UNITS.get(name.removesuffix("_retrace"), (name, ""))
-        dset.attrs.update(quantity=quantity, units=units)
-        if axes is not None:
-            dset.attrs.update(
-                data_type="IMAGE",
-                modality="PFM",
-                source=source,
-                main_data_name=name,
-                title=name,
-                nsid_version=NSID_VERSION,
-                pyNSID_version=NSID_VERSION,
-            )
-            for dim, scale in enumerate(scales):
-                dset.dims[dim].label = scale.attrs["name"]
-                dset.dims[dim].attach_scale(scale)
-    group.create_dataset("line_times", data=result.line_times).attrs.update(quantity="time", units="s")
 
 
 def _write_result(group: h5py.Group, result: object, source: str) -> None:
     if isinstance(result, ScanResult):
-        _write_scan(group, result, source)
+        # The one NSID writer, shared with control.nsid.write_scan.
+        write_scan_group(group, result, source)
     elif isinstance(result, PulseRecord):
         group.attrs["kind"] = "PulseRecord"
         group.attrs.update({f.name: getattr(result, f.name) for f in fields(PulseRecord)})
