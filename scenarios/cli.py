@@ -44,6 +44,12 @@ def _demo(args) -> int:
     return 0
 
 
+def _realism(args) -> int:
+    from scenarios.realism import run
+
+    return run(args.real, args.backend, Path(args.out), center=args.center, statistics=args.statistics)
+
+
 def _bench(args) -> int:
     from scenarios.bench import bench_emulator, bench_twin
 
@@ -89,6 +95,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rescan-every", type=int, default=5)
     s.add_argument("--seed", type=int, default=1, help="seed of the pulse sites, voltages and widths")
     s.set_defaults(func=_demo)
+
+    s = sub.add_parser("realism", help="compare a backend's image statistics with real NSID scans; exit 1 if outside",
+                       description="Scan, on each backend, an image like each real scan (size, pixels, line rate) "
+                                   "and compare the statistics panels of control.analysis. Exit 0: every checked "
+                                   "value inside the real range; 1: some outside; 2: bad input.")
+    s.add_argument("real", nargs="+", help="NSID files (.h5) or folders of them")
+    s.add_argument("--backend", action="append", required=True, metavar="URL", help="backend URL; repeatable")
+    s.add_argument("--out", default="out/realism", metavar="DIR", help="output folder for realism.json and realism.png")
+    s.add_argument("--center", type=float, nargs=2, default=None, metavar=("X", "Y"),
+                   help="image centre on the backend, m (default: the middle of its scanner's range)")
+    s.add_argument("--statistics", default=None, metavar="NAME,NAME",
+                   help="statistics to check (default: all but phase_up and phase_down, see scenarios.realism)")
+    s.set_defaults(func=_realism)
 
     # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.
     for ep in sorted(entry_points(group="pfmtwin.commands"), key=lambda e: e.name):
