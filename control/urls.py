@@ -47,7 +47,9 @@ def options(url: str, raw: Mapping[str, str], accepted: Mapping[str, Option]) ->
         UrlError: an unknown option, or a value its converter rejects; the message lists the
             accepted options with their defaults.
     """
-    form = ", ".join(f"{k}=<{o.help}> (default {o.default!r})" for k, o in accepted.items())
+    # An option whose default is derived (None) says in its help what it defaults to.
+    form = ", ".join(f"{k}=<{o.help}>" + ("" if o.default is None else f" (default {o.default!r})")
+                     for k, o in accepted.items())
     unknown = sorted(set(raw) - set(accepted))
     if unknown:
         raise UrlError(f"unknown option(s) {', '.join(map(repr, unknown))} in {url!r}; accepted: {form}")

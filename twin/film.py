@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -26,7 +27,7 @@ from twin.tipfield import SpherePlaneTip
 
 __all__ = ["Film", "FilmParams", "PbTiO3Landau", "correlated_noise"]
 
-INITS = ("wall", "up", "down", "random")
+INITS = ("grown", "wall", "up", "down", "random")
 #: Rim of a relaxation window kept fixed: it absorbs the mismatch of the window's periodic copy.
 _MARGIN = 10
 
@@ -49,14 +50,17 @@ class FilmParams:
             the default, R below about 15 nm).
         relax_steps: maximum TDGL steps of the relaxation after each pulse.
         relax_dt: TDGL step, in units of tau = 1 / (2 Gamma |a1|) of the rescaled potential.
-        init: initial domain state: "wall" (two domains with a meandering wall through the
-            middle), "up", "down", or "random" (a relaxed random domain pattern).
+        init: initial domain state: "grown" (as grown: mostly up, with closed down domains of
+            tens to hundreds of nm, as real PbTiO3 films on their substrates show), "wall" (two
+            domains with a meandering wall through the middle), "up", "down", "random" (a
+            relaxed 50/50 maze), or the path of an NSID file whose phase image gives the
+            domains (at the image's own scale, from the film's origin, periodically repeated).
         tip: the tip model.
         creep: the creep law.
     """
 
-    grid: int = 256
-    size: float = 2e-6
+    grid: int = 640
+    size: float = 5e-6
     thickness: float = 50e-9
     temperature: float = 25.0
     disorder: float = 0.2
@@ -66,7 +70,7 @@ class FilmParams:
     depinning_field: float = 1e7
     relax_steps: int = 60
     relax_dt: float = 0.5
-    init: str = "wall"
+    init: str = "grown"
     tip: SpherePlaneTip = field(default_factory=SpherePlaneTip)
     creep: CreepLaw = field(default_factory=CreepLaw)
 
@@ -79,8 +83,8 @@ class FilmParams:
                 raise ValueError(f"{name}={v!r} must be positive and finite")
         if not (math.isfinite(self.disorder) and 0 <= self.disorder <= 5):
             raise ValueError(f"disorder={self.disorder!r} must be in [0, 5]")
-        if self.init not in INITS:
-            raise ValueError(f"init={self.init!r} is not one of {INITS}")
+        if self.init not in INITS and not Path(self.init).is_file():
+            raise ValueError(f"init={self.init!r} is not one of {INITS} nor an existing NSID file")
         if not -273.15 < self.temperature < 490.0:
             raise ValueError(
                 f"temperature={self.temperature!r} C is outside (-273.15, 490) C; PbTiO3 is ferroelectric "
@@ -150,6 +154,10 @@ class Film:
             return -np.ones((n, n))
         if p.init == "random":
             return np.sign(correlated_noise(rng, (n, n), 60e-9 / p.spacing)) + 0.0
+        if p.init == "grown":
+            return self._as_grown(rng)
+        if p.init not in INITS:
+            return self._from_image(p.init)
         # "wall": up on the left half, down on the right, with a meandering wall in the middle
         # (and, the film being periodic, a second wall at the edge).
         x, y = self.coordinates()
@@ -162,6 +170,33 @@ class Film:
         )
         inside = (x > p.size * 0.02) & (x < p.size / 2 + meander)
         return np.where(inside, 1.0, -1.0)
+
+    def _as_grown(self, rng: np.random.Generator) -> np.ndarray:
+        """Mostly up, with closed down domains: a level set of a correlated random field.
+
+        The down fraction (9-20 % before relaxation) and the domain scale (correlation 25-45 nm, giving domains
+        of tens to about a hundred nm radius) vary from sample to sample; the initial
+        relaxation then rounds the walls and removes domains below the critical size.
+        """
+        p = self.params
+        fraction = rng.uniform(0.09, 0.20)
+        scale = rng.uniform(25e-9, 45e-9)
+        g = correlated_noise(rng, (p.grid, p.grid), scale / p.spacing)
+        return np.where(g > np.quantile(g, 1.0 - fraction), -1.0, 1.0)
+
+    def _from_image(self, path: str) -> np.ndarray:
+        """Domains of the NSID phase image at ``path``, at its own scale, from the film's origin."""
+        from control.analysis import domains
+        from control.nsid import read_scan
+
+        result = read_scan(path)
+        sign = domains(result).astype(np.float64)
+        x, y = self.coordinates()
+        lines, points = sign.shape
+        pitch_x, pitch_y = result.spec.size[0] / points, result.spec.size[1] / lines
+        j = np.floor(x / pitch_x).astype(int) % points
+        i = np.floor(y / pitch_y).astype(int) % lines
+        return sign[i, j]
 
     # -- physics ----------------------------------------------------------------------------
 

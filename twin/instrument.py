@@ -32,6 +32,7 @@ class TwinConfig:
     """Everything that defines a twin instrument; ``twin://`` URL options map onto it."""
 
     seed: int = 0
+    day: int = 0
     film: FilmParams = field(default_factory=FilmParams)
     scanner: ScannerParams = field(default_factory=ScannerParams)
     pfm: PfmParams = field(default_factory=PfmParams)
@@ -61,9 +62,12 @@ class TwinMicroscope:
         self.url = url
         self.options = dict(options or {"seed": config.seed})
         self.env = env if env is not None else simpy.Environment()
-        film_seed, pfm_seed, scanner_seed, noise_seed = np.random.SeedSequence(config.seed).spawn(4)
+        # The sample's streams depend on the seed only; the instrument's on the seed and the day,
+        # so another day images the same domains through a different-looking instrument.
+        film_seed, sample_seed = np.random.SeedSequence(config.seed).spawn(2)
+        scanner_seed, noise_seed = np.random.SeedSequence([config.seed, config.day]).spawn(2)
         self.film = Film(config.film, np.random.default_rng(film_seed))
-        self.pfm = PfmSignal(config.pfm, self.film, np.random.default_rng(pfm_seed))
+        self.pfm = PfmSignal(config.pfm, self.film, np.random.default_rng(sample_seed))
         self.scanner = Scanner(config.scanner, np.random.default_rng(scanner_seed))
         self.noise = np.random.default_rng(noise_seed)
         self.timing = FpgaTiming(config.hardware)
@@ -79,7 +83,7 @@ class TwinMicroscope:
             backend="twin",
             url=self.url,
             identity=f"pfmtwin digital twin: PbTiO3 film {f.thickness * 1e9:g} nm, {f.grid}x{f.grid} over "
-            f"{f.size * 1e6:g} um, seed {self.config.seed}",
+            f"{f.size * 1e6:g} um, seed {self.config.seed}, day {self.config.day}",
             protocol_version=control.PROTOCOL_VERSION,
             software_version=control.__version__,
             hardware=self.config.hardware,
@@ -141,12 +145,11 @@ class TwinMicroscope:
         distance = float(np.hypot(x - start[0], y - start[1]))
         if distance > 0:
             yield self.env.timeout(distance / speed)
-            self.scanner.move((x, y), self.env.now)
+            self.scanner.move((x, y), self.env.now, duration=distance / speed)
 
-    def _actual(self, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where the tip really is, in film coordinates (m), at commanded (x, y) and times t."""
-        dx, dy = self.scanner.offset(t)
-        return x + dx - self.config.origin[0], y + dy - self.config.origin[1]
+    def _film(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Film coordinates (m) of actual tip positions (m)."""
+        return x - self.config.origin[0], y - self.config.origin[1]
 
     def _scan(self, spec: ScanSpec, on_line: LineHook | None = None,
               positions: tuple[np.ndarray, np.ndarray] | None = None) -> Generator:
@@ -163,17 +166,26 @@ class TwinMicroscope:
         line_times = self.env.now + np.arange(ny) * per_line
         fraction = (np.arange(nx) + 0.5) / nx
         times = line_times[:, None] + fraction[None, :] * period
-        channels = self.pfm.acquire(*self._actual(tx, ty, times), self.noise)
+        # Where the tip really is along the commanded path (hysteresis, creep, drift): one
+        # time-ordered path, each line's trace then its retrace right to left, or, without
+        # retrace, the flyback as the jump from one line to the next.
         if spec.retrace:
             back = line_times[:, None] + period + (1.0 - fraction[None, :]) * period
-            for name, values in self.pfm.acquire(*self._actual(tx, ty, back), self.noise).items():
+            ax, ay = self.scanner.follow(np.hstack([tx, tx[:, ::-1]]), np.hstack([ty, ty[:, ::-1]]),
+                                         np.hstack([times, back[:, ::-1]]))
+            trace = ax[:, :nx], ay[:, :nx]
+            retrace = ax[:, nx:][:, ::-1], ay[:, nx:][:, ::-1]  # back in pixel order
+        else:
+            trace = self.scanner.follow(tx, ty, times)
+        channels = self.pfm.acquire(*self._film(*trace), self.noise)
+        if spec.retrace:
+            for name, values in self.pfm.acquire(*self._film(*retrace), self.noise, reverse=True).items():
                 channels[f"{name}_retrace"] = values
         for i in range(ny):
             yield self.env.timeout(per_line)
             for hook in (self.on_line, on_line):
                 if hook is not None:
                     hook(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
-        self.scanner.commanded = np.array([tx[-1, -1], ty[-1, -1]])
         return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=line_times)
 
     def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:
@@ -198,8 +210,10 @@ class TwinMicroscope:
         emitted = self.timing.bias(code)
         yield self.env.timeout(self.timing.pulse_latency)
         start = float(self.env.now)
-        # The tip sits where the scanner DACs put it: the commanded position to the nearest code.
-        ax, ay = self._actual(self.timing.quantize(x), self.timing.quantize(y), np.array(start))
+        # The tip sits where the scanner DACs put it (the commanded position to the nearest code),
+        # displaced as the parked scanner is then (hysteresis, creep, drift).
+        dx, dy = np.subtract(self.scanner.position(start), self.scanner.commanded)
+        ax, ay = self._film(float(self.timing.quantize(x)) + dx, float(self.timing.quantize(y)) + dy)
         self.film.write(float(ax), float(ay), emitted, emitted_width)
         yield self.env.timeout(emitted_width)
         # Back-switching of sub-critical domains completes within ~100 ms of the pulse; the next

@@ -1,12 +1,29 @@
 """The PFM signal chain: from the polarization field to height, amplitude and phase.
 
-The lock-in sees the local piezoresponse d33 * u averaged over the tip footprint (the field of
-the effective point charge, K(rho) ~ d / (rho^2 + d^2)^(3/2)), so opposite domains cancel at a
-wall and the amplitude dips there, over a width that grows with the tip radius. On top: an
-electrostatic background (a fixed complex offset: it makes the two phase states not exactly
-180 deg apart and their amplitudes unequal), a phase offset of the lock-in, white noise on both
-quadratures, and line-to-line gain changes with a 1/f (random-walk) part, as real scans show
-(PHYSICS.md: pixel noise 6-23 % of the median amplitude, per-line median CV 0.17-0.39).
+What the lock-in sees, from the sample up (docs/physics.md, "PFM imaging"):
+
+* the film's local piezoresponse d33(r) u(r): u is the normalized polarization, d33(r) the
+  clamped-film coefficient times the local out-of-plane (c) domain fraction of a polydomain
+  film, a smooth random field over tens to hundreds of nm (in-plane a-domain bands give no
+  vertical response): the texture of real amplitude images, dark patches with noisy phase;
+* averaged over the tip footprint (:meth:`twin.tipfield.SpherePlaneTip.footprint_hat`), so
+  opposite domains cancel at a wall and the amplitude dips there;
+* plus an electrostatic/cantilever background, a fixed complex offset: where the piezoresponse
+  is weak (walls, the weaker parts of the film) the phase is pulled towards the background's,
+  and the two polarization states show unequal amplitudes, as real scans do;
+* through the cantilever in contact, a simple harmonic oscillator driven a little below its
+  contact resonance: the resonance follows the local contact stiffness, which varies with the
+  topography, so amplitude and phase vary with it (the reason band excitation exists; Jesse et
+  al. 2007);
+* times the day's gain (contact, cantilever calibration), which drifts as a random walk over
+  the frame, plus small per-line complex offsets and gain changes (contact and setpoint changes
+  between lines), plus white noise on both
+  quadratures, all filtered along the line by the lock-in's output filter (one pole, time
+  constant ``lockin_tau`` of a pixel time).
+
+Everything that belongs to the sample (d33 map, topography) comes from the sample's random
+stream; everything that belongs to the instrument's day (gain, phase offset, noise levels)
+arrives in :class:`PfmParams` (:mod:`twin.day`); the per-scan noise comes from the noise stream.
 """
 
 from __future__ import annotations
@@ -16,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 from scipy.ndimage import map_coordinates
+from scipy.signal import lfilter
 
 from twin.film import Film, correlated_noise
 
@@ -25,42 +43,72 @@ class PfmParams:
     """Signal-chain parameters.
 
     Attributes:
-        d33: effective clamped-film piezo coefficient, m/V.
+        d33: median effective clamped-film piezo coefficient of the sample, m/V.
+        gain: the day's overall response gain (tip contact, cantilever calibration).
         drive: AC drive amplitude on the tip, V.
         phase_offset: lock-in phase of an up domain, deg.
         background: electrostatic background amplitude, in units of d33 * drive.
-        background_phase: phase of the background, deg.
+        background_phase: phase of the background relative to an up domain, deg.
+        texture: steepness of the local c-domain fraction's logistic in the texture field.
+        texture_bias: offset of that logistic (positive: mostly c-domains, bright).
+        texture_scales: (shortest, longest) wavelength of the d33 map's power-law spectrum, m.
+        texture_exponent: beta of its spectrum P(k) ~ k^-beta between those wavelengths.
         noise: white noise rms per quadrature and pixel, in units of d33 * drive.
-        line_gain: rms of the per-line log-gain (contact and setpoint changes line to line).
-        flicker: rms step of the per-line log-gain random walk (1/f-like drift of the gain).
+        line_offset: rms of the per-line complex offset, in units of d33 * drive.
+        line_gain: rms of the per-line log-gain.
+        gain_drift: rms step per line of a random walk of the log-gain: the tip-sample contact
+            and the cantilever's response drift over the minutes a frame takes.
+        lockin_tau: time constant of the lock-in output filter, in pixel times.
+        quality: quality factor Q of the contact resonance.
+        detuning: drive frequency over the mean contact resonance, minus 1.
+        resonance_spread: rms of the local contact resonance, relative; it follows the
+            topography (stiffer contact on the grains' tops and slopes alike).
         height_rms: topography rms, m.
         height_correlation: topography correlation length, m.
         height_noise: height white noise, m.
         height_line_offset: rms of per-line height offsets, m.
     """
 
-    d33: float = 50e-12
+    d33: float = 60e-12
+    gain: float = 1.0
     drive: float = 1.0
     phase_offset: float = 20.0
-    background: float = 0.12
-    background_phase: float = 70.0
-    noise: float = 0.13
-    line_gain: float = 0.24
-    flicker: float = 0.02
+    background: float = 0.2
+    background_phase: float = 30.0
+    texture: float = 2.5
+    texture_bias: float = 0.8
+    texture_scales: tuple[float, float] = (20e-9, 2000e-9)
+    texture_exponent: float = 3.5
+    noise: float = 0.12
+    line_offset: float = 0.035
+    line_gain: float = 0.02
+    gain_drift: float = 0.03
+    lockin_tau: float = 0.7
+    quality: float = 100.0
+    detuning: float = -0.008
+    resonance_spread: float = 0.006
     height_rms: float = 1e-9
     height_correlation: float = 60e-9
     height_noise: float = 50e-12
     height_line_offset: float = 0.3e-9
 
 
-def footprint(shape: tuple[int, int], spacing: float, height: float) -> np.ndarray:
-    """Normalized periodic tip footprint K(rho) ~ d / (rho^2 + d^2)^(3/2) on the film grid."""
+def power_law_field(rng: np.random.Generator, shape: tuple[int, int], spacing: float,
+                    scales: tuple[float, float], exponent: float) -> np.ndarray:
+    """Periodic Gaussian random field, unit rms, power spectrum ~ k^-exponent between ``scales`` (m).
+
+    Outside the band the spectrum is flat below the longest wavelength and cut above the
+    shortest one, so the field has no structure finer than ``scales[0]``.
+    """
     ny, nx = shape
-    dy = np.minimum(np.arange(ny), ny - np.arange(ny)) * spacing
-    dx = np.minimum(np.arange(nx), nx - np.arange(nx)) * spacing
-    rho2 = dy[:, None] ** 2 + dx[None, :] ** 2
-    k = height / (rho2 + height**2) ** 1.5
-    return k / k.sum()
+    ky = scipy.fft.fftfreq(ny, spacing)[:, None]
+    kx = scipy.fft.rfftfreq(nx, spacing)[None, :]
+    k = np.hypot(kx, ky)
+    shortest, longest = scales
+    amplitude = np.maximum(k, 1.0 / longest) ** (-exponent / 2) * np.exp(-((k * shortest) ** 2))
+    amplitude[0, 0] = 0.0
+    out = scipy.fft.irfft2(scipy.fft.rfft2(rng.standard_normal(shape)) * amplitude, s=shape)
+    return out / out.std()
 
 
 class PfmSignal:
@@ -69,44 +117,73 @@ class PfmSignal:
     Args:
         params: signal-chain parameters.
         film: the film being imaged.
-        rng: source of the topography (drawn once) and of the measurement noise (per scan).
+        rng: the sample's random stream: topography and d33 map (drawn once).
     """
 
     def __init__(self, params: PfmParams, film: Film, rng: np.random.Generator) -> None:
         self.params = params
         self.film = film
-        n = film.params.grid
-        self._kernel: tuple[float, np.ndarray] | None = None
-        self.topography = params.height_rms * correlated_noise(
-            rng, (n, n), params.height_correlation / film.params.spacing
-        )
-        self._cache: tuple[int, np.ndarray] | None = None
+        n, dx = film.params.grid, film.params.spacing
+        self.topography = params.height_rms * correlated_noise(rng, (n, n), params.height_correlation / dx)
+        texture = power_law_field(rng, (n, n), dx, params.texture_scales, params.texture_exponent)
+        # The vertical response is that of the out-of-plane (c) domains; the in-plane (a) domains
+        # of a polydomain PbTiO3 film give none. Their local volume fraction varies smoothly.
+        c_fraction = 1.0 / (1.0 + np.exp(-(params.texture * texture + params.texture_bias)))
+        self.d33 = params.d33 * c_fraction
+        self._transfer = self.cantilever()
+        self._cache: tuple[object, int, np.ndarray] | None = None
 
-    def _kernel_hat(self) -> np.ndarray:
-        """Fourier transform of the footprint of the film's current tip (rebuilt if the tip changes)."""
-        height = self.film.params.tip.charge_height
-        if self._kernel is None or self._kernel[0] != height:
-            n = self.film.params.grid
-            self._kernel = (height, scipy.fft.rfft2(footprint((n, n), self.film.params.spacing, height)))
-            self._cache = None
-        return self._kernel[1]
+    def cantilever(self) -> np.ndarray:
+        """Complex transfer of the cantilever in contact on the film grid, 1 at the mean resonance.
+
+        H = f0^2 / (f0^2 - f^2 + i f f0 / Q) at the drive frequency f = (1 + detuning) * mean f0,
+        for the local resonance f0(r) = mean f0 * (1 + spread * topography / rms), divided by H
+        at the mean resonance, so the day's phase offset stays that of an up domain.
+        """
+        p = self.params
+        f0 = 1.0 + p.resonance_spread * self.topography / p.height_rms if p.height_rms > 0 else 1.0
+        f = 1.0 + p.detuning
+
+        def sho(f0):
+            return f0**2 / (f0**2 - f**2 + 1j * f * f0 / p.quality)
+
+        return sho(f0) / sho(1.0)
 
     def response(self) -> np.ndarray:
-        """Noise-free piezoresponse d33 * drive * (K * u) on the film grid, m (cached per film version)."""
-        kernel_hat = self._kernel_hat()
-        if self._cache is None or self._cache[0] != self.film.version:
-            u = self.film.u
-            smoothed = scipy.fft.irfft2(scipy.fft.rfft2(u) * kernel_hat, s=u.shape)
-            self._cache = (self.film.version, self.params.d33 * self.params.drive * smoothed)
-        return self._cache[1]
+        """Noise-free complex signal on the film grid, m (cached per tip and film version).
+
+        d33(r) u(r) averaged over the footprint, times the drive, plus the background, through
+        the cantilever, at the phase of an up domain (0); gain, offsets, noise and the phase
+        offset are added by :meth:`acquire`.
+        """
+        f = self.film
+        key = (f.params.tip, f.version)
+        if self._cache is None or self._cache[:2] != key:
+            p = self.params
+            kernel = f.params.tip.footprint_hat(f.u.shape, f.params.spacing, f.params.thickness)
+            local = self.d33 * f.u
+            smoothed = scipy.fft.irfft2(scipy.fft.rfft2(local) * kernel, s=local.shape)
+            background = p.background * p.d33 * np.exp(1j * np.deg2rad(p.background_phase))
+            self._cache = (*key, self._transfer * p.drive * (smoothed + background))
+        return self._cache[2]
 
     def _sample(self, grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         dx = self.film.params.spacing
         coords = np.stack([y.ravel() / dx - 0.5, x.ravel() / dx - 0.5])
+        if np.iscomplexobj(grid):
+            return (map_coordinates(grid.real, coords, order=1, mode="grid-wrap")
+                    + 1j * map_coordinates(grid.imag, coords, order=1, mode="grid-wrap")).reshape(x.shape)
         return map_coordinates(grid, coords, order=1, mode="grid-wrap").reshape(x.shape)
 
-    def acquire(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def acquire(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                reverse: bool = False) -> dict[str, np.ndarray]:
         """Channels at actual tip positions ``x``, ``y`` (m, shape (lines, points)).
+
+        Args:
+            x, y: where the tip is at each pixel, m.
+            rng: the per-scan noise stream.
+            reverse: the pixels of each line are visited right to left (a retrace), so the
+                lock-in filter runs the other way.
 
         Returns:
             "height" (m), "amplitude" (m), "phase" (deg in [-90, 270)), each of the input shape.
@@ -114,11 +191,18 @@ class PfmSignal:
         p = self.params
         lines = x.shape[0]
         unit = p.d33 * p.drive
-        background = p.background * unit * np.exp(1j * np.deg2rad(p.background_phase))
-        log_gain = p.line_gain * rng.standard_normal(lines) + np.cumsum(p.flicker * rng.standard_normal(lines))
-        gain = np.exp(log_gain - log_gain.mean())[:, None]
+        drift = np.cumsum(p.gain_drift * rng.standard_normal(lines))
+        log_gain = p.line_gain * rng.standard_normal(lines) + drift - drift.mean()
+        gain = p.gain * np.exp(log_gain)[:, None]
+        offset = p.line_offset * unit * (rng.standard_normal(lines) + 1j * rng.standard_normal(lines))[:, None]
         noise = p.noise * unit * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
-        signal = gain * (self._sample(self.response(), x, y) + background) + noise
+        signal = gain * (self._sample(self.response(), x, y) + offset) + p.gain * noise
+        if p.lockin_tau > 0:
+            # One-pole low-pass along the line, in the order the pixels were visited.
+            pole = np.exp(-1.0 / p.lockin_tau)
+            ordered = signal[:, ::-1] if reverse else signal
+            filtered = lfilter([1 - pole], [1, -pole], ordered, axis=1, zi=pole * ordered[:, :1])[0]
+            signal = filtered[:, ::-1] if reverse else filtered
         phase = np.rad2deg(np.angle(signal)) + p.phase_offset
         height = (
             self._sample(self.topography, x, y)

@@ -18,12 +18,13 @@ def test_twin_is_registered_as_a_backend():
     [
         ("nosuch://x", r"no backend for scheme 'nosuch' in 'nosuch://x'; accepted: .*twin://.*socket://"),
         ("twin-seed-7", r"has no scheme; write it as scheme://address\?option=value, e.g. 'twin://\?seed=7'"),
-        ("twin://?sead=7", r"unknown option\(s\) 'sead' in 'twin://\?sead=7'; accepted: seed=<int >= 0> \(default 0\)"),
-        ("twin://?seed=-1", r"option seed='-1' in .* is invalid .*; expected seed=<int >= 0>"),
+        ("twin://?sead=7", r"unknown option\(s\) 'sead' in 'twin://\?sead=7'; accepted: seed=<int >= 0: the sample> \(default 0\)"),
+        ("twin://?seed=-1", r"option seed='-1' in .* is invalid .*; expected seed=<int >= 0: the sample>"),
         ("twin://?grid=abc", r"option grid='abc'"),
         ("twin://?seed=1&seed=2", r"option 'seed' is given twice"),
         ("twin://host?seed=1", r"twin URLs take no address, got 'host'"),
-        ("twin://?init=striped", r"init='striped'.*wall\|up\|down\|random"),
+        ("twin://?init=striped", r"init='striped'.*grown\|wall\|up\|down\|random\|PATH"),
+        ("twin://?seed=\u0663", r"option seed='\u0663' .* is not written with ASCII digits"),
     ],
 )
 def test_bad_urls_are_refused_with_the_accepted_form(url, match):
