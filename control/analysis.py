@@ -554,7 +554,7 @@ def image_statistics(result: ScanResult, names: Iterable[str] | None = None) -> 
 
 
 def amplitude_statistics(amplitude: np.ndarray) -> dict[str, float]:
-    """Noise statistics of an amplitude image (lines along axis 1), as PHYSICS.md quotes them.
+    """Noise statistics of an amplitude image (lines along axis 1), as docs/physics.md quotes them.
 
     Returns:
         ``median`` (m); ``pixel_noise`` and ``line_cv`` as :func:`pixel_noise` and

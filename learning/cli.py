@@ -260,7 +260,7 @@ def episode_lengths(particles: int, *, low: int = 2, high: int = 16, seed: int =
     return [int(round(math.exp(v))) for v in rng.uniform(math.log(low), math.log(high), size=int(particles))]
 
 
-def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall", repeat: int = 10, *, particles: int = 8, workers: int = 2,
+def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner=closed", repeat: int = 10, *, particles: int = 8, workers: int = 2,
                  threads: int = 1, surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
                  lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
     """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.

@@ -121,7 +121,7 @@ def locate_wall(result: ScanResult, smooth: int = 3) -> Wall:
 def curvature(y: np.ndarray, x: np.ndarray, smoothing: float) -> np.ndarray:
     """Signed curvature of the wall x(y) after Gaussian smoothing along the wall, 1/m.
 
-    kappa = x'' / (1 + x'^2)^(3/2), the curvature of the contour (PHYSICS.md) written for a
+    kappa = x'' / (1 + x'^2)^(3/2), the curvature of the contour (docs/physics.md) written for a
     graph x(y); derivatives by central differences. The wall is extended by point reflection
     beyond its ends before smoothing, so a straight wall has zero curvature up to the edges.
 

@@ -8,7 +8,7 @@ import os
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 #: Small, fast films for tests: 64 x 64 pixels over 0.5 um (7.8 nm pixels, as the default).
-SMALL_TWIN = "twin://?seed={seed}&grid=64&field=5e-7&init=wall"
+SMALL_TWIN = "twin://?seed={seed}&grid=64&field=5e-7&init=wall&scanner=closed&texture=0"
 
 import pytest  # noqa: E402
 

@@ -177,9 +177,10 @@ class TwinMicroscope:
             retrace = ax[:, nx:][:, ::-1], ay[:, nx:][:, ::-1]  # back in pixel order
         else:
             trace = self.scanner.follow(tx, ty, times)
-        channels = self.pfm.acquire(*self._film(*trace), self.noise)
+        speed = spec.size[0] / period  # along the fast axis (a spiral's mean is about as fast)
+        channels = self.pfm.acquire(*self._film(*trace), self.noise, speed=speed)
         if spec.retrace:
-            for name, values in self.pfm.acquire(*self._film(*retrace), self.noise, reverse=True).items():
+            for name, values in self.pfm.acquire(*self._film(*retrace), self.noise, reverse=True, speed=speed).items():
                 channels[f"{name}_retrace"] = values
         for i in range(ny):
             yield self.env.timeout(per_line)

@@ -1,7 +1,7 @@
 """Landau-Ginzburg-Devonshire free energy of PbTiO3 reduced to polarization along z.
 
 The coefficients are those of Haun et al. (1987), the set MOOSE Ferret uses (see
-``PHYSICS.md``). With P1 = P2 = 0 only three survive:
+``docs/physics.md``). With P1 = P2 = 0 only three survive:
 
     f(P) = a1 P^2 + a11 P^4 + a111 P^6,    a1 = 3.8e5 (T - 479 degC)
 
@@ -10,7 +10,7 @@ Gradient energy convention: the free energy density of a non-uniform state is
     f(P) + (g / 2) |grad P|^2
 
 with the effective coefficient g = 0.6 * G110 for the 180 degree wall (G11 / G110 = 0.6).
-The factor 1/2 is the convention that reproduces the ``PHYSICS.md`` targets (wall width
+The factor 1/2 is the convention that reproduces the ``docs/physics.md`` targets (wall width
 2 delta = 1.27 nm, energy 133 mJ/m^2); without it the wall would be sqrt(2) wider and
 more energetic. The same convention fixes the TDGL equation in :mod:`twin.tdgl`:
 dP/dt = -Gamma (df/dP - g lap P - E).

@@ -53,11 +53,22 @@ class PfmParams:
         texture_bias: offset of that logistic (positive: mostly c-domains, bright).
         texture_scales: (shortest, longest) wavelength of the d33 map's power-law spectrum, m.
         texture_exponent: beta of its spectrum P(k) ~ k^-beta between those wavelengths.
+        crosstalk: in-plane response of the a-domains that the cantilever's buckling mixes into
+            the vertical signal, in units of d33 where the film is all a-domains; its sign
+            follows the a1/a2 orientation, which alternates in bands of ``crosstalk_scale``.
+        crosstalk_phase: phase of that signal relative to an up domain, deg.
+        crosstalk_scale: correlation length of the a1/a2 orientation, m.
         noise: white noise rms per quadrature and pixel, in units of d33 * drive.
-        line_offset: rms of the per-line complex offset, in units of d33 * drive.
-        line_gain: rms of the per-line log-gain.
-        gain_drift: rms step per line of a random walk of the log-gain: the tip-sample contact
-            and the cantilever's response drift over the minutes a frame takes.
+        line_offset: rms of the per-line complex offset, in units of d33 * drive, at the
+            reference tip speed.
+        line_gain: rms of the per-line log-gain at the reference tip speed. Both grow with the
+            tip speed (as its ``line_speed_exponent`` power): the faster the tip, the larger the
+            topography feedback error and the contact changes from one line to the next.
+        line_speed_exponent: how line artefacts scale with the tip speed.
+        reference_speed: tip speed at which ``line_offset`` and ``line_gain`` apply, m/s.
+        gain_drift: rms over a frame of the slow drift of the log-gain (the tip-sample contact
+            and the cantilever's response change over the minutes a frame takes): a smooth
+            curve of the frame's four slowest modes with 1/f amplitudes and random phases.
         lockin_tau: time constant of the lock-in output filter, in pixel times.
         quality: quality factor Q of the contact resonance.
         detuning: drive frequency over the mean contact resonance, minus 1.
@@ -69,24 +80,29 @@ class PfmParams:
         height_line_offset: rms of per-line height offsets, m.
     """
 
-    d33: float = 60e-12
+    d33: float = 72e-12
     gain: float = 1.0
     drive: float = 1.0
     phase_offset: float = 20.0
     background: float = 0.2
-    background_phase: float = 30.0
-    texture: float = 2.5
-    texture_bias: float = 0.8
+    background_phase: float = 35.0
+    texture: float = 2.2
+    texture_bias: float = 0.74
     texture_scales: tuple[float, float] = (20e-9, 2000e-9)
-    texture_exponent: float = 3.5
-    noise: float = 0.12
-    line_offset: float = 0.035
+    texture_exponent: float = 3.2
+    crosstalk: float = 0.35
+    crosstalk_phase: float = 90.0
+    crosstalk_scale: float = 60e-9
+    noise: float = 0.095
+    line_offset: float = 0.01
     line_gain: float = 0.02
-    gain_drift: float = 0.03
-    lockin_tau: float = 0.7
+    gain_drift: float = 0.42
+    reference_speed: float = 1e-6
+    line_speed_exponent: float = 0.3
+    lockin_tau: float = 0.8
     quality: float = 100.0
-    detuning: float = -0.008
-    resonance_spread: float = 0.006
+    detuning: float = -0.0195
+    resonance_spread: float = 0.0022
     height_rms: float = 1e-9
     height_correlation: float = 60e-9
     height_noise: float = 50e-12
@@ -130,6 +146,11 @@ class PfmSignal:
         # of a polydomain PbTiO3 film give none. Their local volume fraction varies smoothly.
         c_fraction = 1.0 / (1.0 + np.exp(-(params.texture * texture + params.texture_bias)))
         self.d33 = params.d33 * c_fraction
+        # Where the film is a-domains, the vertical signal carries their in-plane response
+        # (buckling crosstalk), with the sign of the local a1/a2 orientation: a polarization-
+        # independent, spatially varying background that scrambles the phase of dark regions.
+        orientation = np.sign(correlated_noise(rng, (n, n), params.crosstalk_scale / dx))
+        self.crosstalk = params.crosstalk * params.d33 * (1.0 - c_fraction) * orientation
         self._transfer = self.cantilever()
         self._cache: tuple[object, int, np.ndarray] | None = None
 
@@ -163,6 +184,9 @@ class PfmSignal:
             kernel = f.params.tip.footprint_hat(f.u.shape, f.params.spacing, f.params.thickness)
             local = self.d33 * f.u
             smoothed = scipy.fft.irfft2(scipy.fft.rfft2(local) * kernel, s=local.shape)
+            if p.crosstalk:
+                lateral = scipy.fft.irfft2(scipy.fft.rfft2(self.crosstalk) * kernel, s=local.shape)
+                smoothed = smoothed + lateral * np.exp(1j * np.deg2rad(p.crosstalk_phase))
             background = p.background * p.d33 * np.exp(1j * np.deg2rad(p.background_phase))
             self._cache = (*key, self._transfer * p.drive * (smoothed + background))
         return self._cache[2]
@@ -176,7 +200,7 @@ class PfmSignal:
         return map_coordinates(grid, coords, order=1, mode="grid-wrap").reshape(x.shape)
 
     def acquire(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                reverse: bool = False) -> dict[str, np.ndarray]:
+                reverse: bool = False, speed: float | None = None) -> dict[str, np.ndarray]:
         """Channels at actual tip positions ``x``, ``y`` (m, shape (lines, points)).
 
         Args:
@@ -184,6 +208,7 @@ class PfmSignal:
             rng: the per-scan noise stream.
             reverse: the pixels of each line are visited right to left (a retrace), so the
                 lock-in filter runs the other way.
+            speed: the tip's speed along the lines, m/s (default: the reference speed).
 
         Returns:
             "height" (m), "amplitude" (m), "phase" (deg in [-90, 270)), each of the input shape.
@@ -191,10 +216,14 @@ class PfmSignal:
         p = self.params
         lines = x.shape[0]
         unit = p.d33 * p.drive
-        drift = np.cumsum(p.gain_drift * rng.standard_normal(lines))
-        log_gain = p.line_gain * rng.standard_normal(lines) + drift - drift.mean()
+        lines_scale = ((p.reference_speed if speed is None else speed) / p.reference_speed) ** p.line_speed_exponent
+        modes = np.arange(1, 5)[:, None]
+        phases = rng.uniform(0.0, 2 * np.pi, (4, 1))
+        curve = (np.sin(2 * np.pi * modes * (np.arange(lines) + 0.5) / lines + phases) / modes).sum(axis=0)
+        drift = p.gain_drift * (curve - curve.mean()) / max(curve.std(), 1e-12)
+        log_gain = lines_scale * p.line_gain * rng.standard_normal(lines) + drift
         gain = p.gain * np.exp(log_gain)[:, None]
-        offset = p.line_offset * unit * (rng.standard_normal(lines) + 1j * rng.standard_normal(lines))[:, None]
+        offset = lines_scale * p.line_offset * unit * (rng.standard_normal(lines) + 1j * rng.standard_normal(lines))[:, None]
         noise = p.noise * unit * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
         signal = gain * (self._sample(self.response(), x, y) + offset) + p.gain * noise
         if p.lockin_tau > 0:

@@ -59,7 +59,7 @@ class SpherePlaneTip:
     eps11: float = 120.0
     eps33: float = 65.0
     eps_e: float = 81.0
-    load: float = 300e-9
+    load: float = 500e-9
     contact_modulus: float = 100e9
 
     def __post_init__(self) -> None:

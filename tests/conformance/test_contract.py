@@ -12,7 +12,7 @@ from control import InvalidArgumentError, LimitError, ScanSpec
 
 from ..conftest import SMALL_TWIN
 
-OPTIONS = "seed=5&grid=64&field=5e-7&init=wall"
+OPTIONS = "seed=5&grid=64&field=5e-7&init=wall&scanner=closed"
 
 SPEC = ScanSpec(center=(0.25e-6, 0.25e-6), size=(0.4e-6, 0.4e-6), pixels=(32, 16), line_rate=2.0)
 

@@ -15,7 +15,7 @@ from scenarios.cli import main
 from tests.conftest import SMALL_TWIN
 
 PFMTWIN = [sys.executable, "-m", "scenarios.cli"]
-TWIN_OPTIONS = "grid=64&field=5e-7&init=wall"
+TWIN_OPTIONS = "grid=64&field=5e-7&init=wall&scanner=closed"
 
 
 def pfmtwin(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -204,7 +204,7 @@ def test_reset_finds_the_wall_in_the_middle_of_the_window():
 
 
 def test_a_pulse_on_the_wall_moves_it_there_and_only_there():
-    """8 V for 1 ms on the wall writes a domain of ~40 nm radius (PHYSICS.md): opposite polarities
+    """8 V for 1 ms on the wall writes a domain of ~40 nm radius (docs/physics.md): opposite polarities
     push the wall opposite ways at the pulse, lines far from it stay within the scan noise."""
     moved = {}
     for volts in (8.0, -8.0):

@@ -1,4 +1,4 @@
-"""PbTiO3 Landau potential against the PHYSICS.md targets (Haun et al. 1987, P along z)."""
+"""PbTiO3 Landau potential against the docs/physics.md targets (Haun et al. 1987, P along z)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""TDGL solver checks from PHYSICS.md: wall velocity, curvature-driven shrinkage, stability.
+"""TDGL solver checks from docs/physics.md: wall velocity, curvature-driven shrinkage, stability.
 
 All runs use a thick-interface (rescaled) PbTiO3 potential so that the wall spans several
 pixels; the rescaling keeps Ps and the wall energy, which the targets are written in.
@@ -12,9 +12,9 @@ from twin.landau import PbTiO3Landau
 from twin.tdgl import TDGL
 
 PTO = PbTiO3Landau(temperature=25.0)
-PS = 0.757  # C/m^2, PHYSICS.md
-SIGMA = 0.133  # J/m^2, PHYSICS.md 180 degree wall energy (preserved by rescaling)
-G_WALL = 0.6 * 1.73e-10  # J m / C^2, PHYSICS.md effective g of the 180 degree wall
+PS = 0.757  # C/m^2, docs/physics.md
+SIGMA = 0.133  # J/m^2, docs/physics.md 180 degree wall energy (preserved by rescaling)
+G_WALL = 0.6 * 1.73e-10  # J m / C^2, docs/physics.md effective g of the 180 degree wall
 
 
 def thick(width):
@@ -75,7 +75,7 @@ def test_circular_domain_shrinks_at_constant_dR2_dt():
     R0 = 40e-9
     P = -PS * np.tanh((r - R0) / (potential.wall().width / 2))
 
-    rate = 2 * solver.gamma * g  # PHYSICS.md: dR^2/dt = -2 Gamma g
+    rate = 2 * solver.gamma * g  # docs/physics.md: dR^2/dt = -2 Gamma g
     chunks = 40
     chunk = R0**2 / rate / chunks
     times, R2 = [], []
