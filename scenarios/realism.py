@@ -157,7 +157,9 @@ def table(data: dict) -> str:
         row = [name if meta["checked"] else f"({name})", meta["unit"], _span(data["real_range"][name])]
         for b in data["backends"]:
             mark = " OUTSIDE" if name in b["outside"] else ""
-            row.append(_span(b["range"][name]) + mark)
+            undefined = sum(scan["values"][name] is None for scan in b["scans"])
+            note = f" ({undefined} undefined)" if undefined and _span(b["range"][name]) != "nan" else ""
+            row.append(_span(b["range"][name]) + note + mark)
         rows.append(row)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]

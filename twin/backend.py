@@ -70,7 +70,7 @@ ACCEPTED = {
     "thickness": Option(_ranged(float, 5e-9, 500e-9, " m"), _FILM.thickness, "film thickness in m"),
     "tip_radius": Option(_ranged(float, 2e-9, 300e-9, " m"), None, "tip apex radius in m (default: the day's)"),
     "noise": Option(_ranged(float, 0.0, 10.0), 1.0, "multiplier of the day's measurement noise, 0-10"),
-    "texture": Option(_ranged(float, 0.0, 3.0), 1.0, "multiplier of the film's d33 non-uniformity, 0-3"),
+    "texture": Option(_ranged(float, 0.0, 1.0), 1.0, "share of the film's a/c non-uniformity, 0 (uniform) to 1"),
     "drift": Option(_ranged(float, 0.0, 1e-8, " m/s"), None, "thermal drift speed in m/s (default: the day's)"),
     "scanner": Option(_choice("open", "closed"), "open", "open (hysteresis and creep) | closed (sensor noise)"),
     "init": Option(_init, _FILM.init, "|".join(INITS) + "|PATH of an NSID phase image"),
@@ -115,7 +115,7 @@ def config_from_options(opts: dict) -> TwinConfig:
         pfm=replace(
             pfm,
             gain=day.gain,
-            texture=pfm.texture * opts["texture"],
+            texture_amount=opts["texture"],
             phase_offset=day.phase_offset,
             noise=pfm.noise * day.noise * noise,
             line_offset=pfm.line_offset * day.line_offset * noise,

@@ -50,6 +50,8 @@ class PfmParams:
         background: electrostatic background amplitude, in units of d33 * drive.
         background_phase: phase of the background relative to an up domain, deg.
         texture: steepness of the local c-domain fraction's logistic in the texture field.
+        texture_amount: how much of that non-uniformity the film has: 0 is a uniform film of
+            c-domains (no dark patches, no crosstalk), 1 the polydomain film.
         texture_bias: offset of that logistic (positive: mostly c-domains, bright).
         texture_scales: (shortest, longest) wavelength of the d33 map's power-law spectrum, m.
         texture_exponent: beta of its spectrum P(k) ~ k^-beta between those wavelengths.
@@ -88,6 +90,7 @@ class PfmParams:
     background_phase: float = 35.0
     texture: float = 2.2
     texture_bias: float = 0.74
+    texture_amount: float = 1.0
     texture_scales: tuple[float, float] = (20e-9, 2000e-9)
     texture_exponent: float = 3.2
     crosstalk: float = 0.35
@@ -144,7 +147,8 @@ class PfmSignal:
         texture = power_law_field(rng, (n, n), dx, params.texture_scales, params.texture_exponent)
         # The vertical response is that of the out-of-plane (c) domains; the in-plane (a) domains
         # of a polydomain PbTiO3 film give none. Their local volume fraction varies smoothly.
-        c_fraction = 1.0 / (1.0 + np.exp(-(params.texture * texture + params.texture_bias)))
+        c_map = 1.0 / (1.0 + np.exp(-(params.texture * texture + params.texture_bias)))
+        c_fraction = 1.0 - params.texture_amount * (1.0 - c_map)
         self.d33 = params.d33 * c_fraction
         # Where the film is a-domains, the vertical signal carries their in-plane response
         # (buckling crosstalk), with the sign of the local a1/a2 orientation: a polarization-

@@ -55,7 +55,10 @@ def test_transitions_record_wall_profiles_and_emitted_pulses(data):
     train = data["train"]
     assert len(train) == 240 and train.before.shape == train.after.shape == (240, len(train.y))
     episodes, counts = np.unique(train.episode, return_counts=True)
-    assert episodes.tolist() == list(range(len(episodes))) and counts.max() == 20, "a fresh sample every 20 pulses"
+    # A fresh sample every 20 pulses; an episode whose wall left the scan at its first pulse
+    # records nothing, so episode numbers may skip.
+    assert np.all(np.diff(train.episode) >= 0) and np.all(np.diff(episodes) >= 1)
+    assert counts.max() == 20 and len(episodes) >= 240 // 20, "a fresh sample every 20 pulses"
     assert np.all(np.diff(train.y) > 0) and train.y[0] < 10e-9 and train.y[-1] > 490e-9, "the whole film height"
     same = train.episode[1:] == train.episode[:-1]
     assert np.array_equal(train.before[1:][same], train.after[:-1][same]), "each profile follows the previous pulse"
