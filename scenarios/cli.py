@@ -89,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_scan)
 
     s = sub.add_parser("demo", help="the wall-pulse experiment on the twin, with a before/after picture")
-    s.add_argument("--url", default="twin://?seed=7&init=wall&field=2e-6&scanner=closed")
+    s.add_argument("--url", default="twin://?seed=3&init=wall&field=2e-6&scanner=closed")
     s.add_argument("--out", default="out/demo", help="output folder")
     s.add_argument("--pulses", type=int, default=20)
     s.add_argument("--rescan-every", type=int, default=5)

@@ -38,7 +38,7 @@ class DemoConfig:
         width: (min, max) pulse width, s (log-uniform).
     """
 
-    url: str = "twin://?seed=7&init=wall&field=2e-6&scanner=closed"
+    url: str = "twin://?seed=3&init=wall&field=2e-6&scanner=closed"
     out: Path = Path("out/demo")
     pulses: int = 20
     rescan_every: int = 5

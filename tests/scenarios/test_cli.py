@@ -53,7 +53,7 @@ def test_scan_records_a_session_and_a_picture(tmp_path):
 
 
 def test_demo_runs_the_wall_pulse_experiment(tmp_path):
-    run = pfmtwin("demo", "--url", "twin://?seed=7&grid=128&field=1e-6", "--out", str(tmp_path),
+    run = pfmtwin("demo", "--url", "twin://?seed=7&grid=128&field=1e-6&init=wall&scanner=closed", "--out", str(tmp_path),
                   "--pulses", "6", "--rescan-every", "3")
     summary = json.loads(run.stdout)
     assert summary["pulses"] == 6
