@@ -10,12 +10,15 @@ use; the film is read from the same twin to know what it holds.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 import control
-from control.analysis import phase_axis
+from control.analysis import domains, phase_axis
+from control.nsid import read_scan
 from twin.backend import open_twin
 
 CENTER = (0.5e-6, 0.5e-6)
@@ -142,3 +145,53 @@ def test_same_seed_another_day_same_domains_different_image():
     # The same domains: the phase states agree on most pixels.
     d = [np.cos(np.deg2rad(s.phase - phase_axis(s.phase))) > 0 for s in (a, c)]
     assert np.mean(d[0] == d[1]) > 0.85
+
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "pfm-real" / "PTO_Funakubo0003.h5"
+
+
+def test_a_twin_of_a_real_sample_images_its_domains():
+    """init=PATH: the film takes the domains of a real NSID phase image, at the image's scale."""
+    real = read_scan(REAL)
+    twin, scope = open_pair(f"twin://?seed=2&init={REAL}&noise=0&texture=0&scanner=closed&drift=0")
+    with scope:
+        assert scope.info().options["field"] == pytest.approx(real.spec.size[0])
+        (w, h), (px, lines) = real.spec.size, real.spec.pixels
+        scan = scope.scan(control.ScanSpec(center=(w / 2, h / 2), size=(w, h), pixels=(px, lines)))
+    wanted, seen = domains(real), domains(scan)
+    # The film holds the real domains above the critical size: sample the real map at the film's
+    # pixel centres and keep the domains of more than 40 nm equivalent radius.
+    spacing = twin.film.params.spacing
+    rows = np.floor((np.arange(twin.film.params.grid) + 0.5) * spacing / (w / px)).astype(int) % px
+    real_on_film = wanted[np.ix_(rows, rows)] < 0
+    labels, count = ndimage.label(real_on_film)
+    areas = ndimage.sum_labels(real_on_film, labels, np.arange(1, count + 1)) * spacing**2
+    large = np.isin(labels, 1 + np.flatnonzero(areas > np.pi * (40e-9) ** 2))
+    assert large.sum() > 100 and np.mean(twin.film.u[large] < 0) > 0.85
+    # ... and the twin's image shows them where the real image does (imaging shrinks small
+    # domains a little, Section 7 of docs/physics.md).
+    assert np.mean(wanted == seen) > 0.95
+    assert np.mean(seen[wanted > 0] < 0) < 0.01
+    assert np.mean(seen < 0) == pytest.approx(np.mean(wanted < 0), abs=0.03)
+
+
+@pytest.mark.parametrize(("scanner", "separation"), [("open", (10e-9, 60e-9)), ("closed", (0.0, 4e-9))])
+def test_open_loop_trace_and_retrace_differ_and_closed_loop_they_agree(scanner, separation):
+    """Hysteresis: the retrace of an open-loop line lags the trace by a few % of the ramp.
+
+    In closed loop only the lock-in's output filter (0.8 pixel, each pass delayed its own way)
+    separates the two: under 4 nm at 2 nm pixels.
+    """
+    url = f"twin://?seed=4&grid=128&field=1e-6&init=wall&disorder=0&noise=0&texture=0&drift=0&scanner={scanner}"
+    twin, scope = open_pair(url)
+    with scope:
+        scan = scope.scan(control.ScanSpec(center=(0.5e-6, 0.5e-6), size=(1e-6, 1e-6), pixels=(512, 64), retrace=True))
+    pitch = 1e-6 / 512
+
+    def wall_x(phase: np.ndarray) -> np.ndarray:
+        """Sub-pixel x of the first phase step on each line, m."""
+        pr = np.cos(np.deg2rad(phase - np.median(phase[:, :40])))
+        return np.array([np.interp(0.0, -line[180:330], np.arange(180, 330)) for line in pr]) * pitch
+
+    shift = np.abs(np.median(wall_x(scan.phase) - wall_x(scan.channels["phase_retrace"])))
+    assert separation[0] <= shift <= separation[1], f"trace - retrace at the wall: {shift * 1e9:.1f} nm"
