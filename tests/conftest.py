@@ -12,6 +12,20 @@ SMALL_TWIN = "twin://?seed={seed}&grid=64&field=5e-7&init=wall&scanner=closed&te
 
 import pytest  # noqa: E402
 
+from control import ScanResult  # noqa: E402
+
+
+def assert_scans_equal(got: ScanResult, want: ScanResult) -> None:
+    """Same spec, channels, coordinates and line times, bit for bit."""
+    assert got.spec == want.spec
+    assert list(got.channels) == list(want.channels)
+    for name, array in want.channels.items():
+        assert got.channels[name].dtype == array.dtype
+        assert got.channels[name].tobytes() == array.tobytes(), name
+    for name in ("x", "y", "line_times"):
+        assert getattr(got, name).shape == getattr(want, name).shape, name
+        assert getattr(got, name).tobytes() == getattr(want, name).tobytes(), name
+
 
 @pytest.fixture
 def small_twin_url() -> str:

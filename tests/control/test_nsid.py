@@ -23,23 +23,14 @@ from control import ScanResult, ScanSpec
 from control.nsid import NsidError, read_image, read_scan, read_scans, write_scan
 from control.recording import Recorder, read_session
 
+from ..conftest import assert_scans_equal
+
 REAL = Path(__file__).parent.parent / "data" / "pfm-real"
 #: file -> scan size, m (DTMicroscope's Asylum scans, see tests/data/pfm-real/README.md).
 REAL_SIZES = {"PTO_Funakubo0001.h5": 1e-6, "PTO_Funakubo0002.h5": 5e-6, "PTO_Funakubo0003.h5": 1e-6,
               "PTO_Funakubo0004.h5": 3e-6}
 TWIN_URL = "twin://?seed=1&grid=64&field=5e-7"
 SPEC = ScanSpec(center=(2.5e-7, 2.5e-7), size=(2e-7, 1.5e-7), pixels=(16, 12), line_rate=5.0, retrace=True)
-
-
-def assert_scans_equal(got: ScanResult, want: ScanResult) -> None:
-    assert got.spec == want.spec
-    assert list(got.channels) == list(want.channels)
-    for name, array in want.channels.items():
-        assert got.channels[name].dtype == array.dtype
-        assert got.channels[name].tobytes() == array.tobytes(), name
-    for name in ("x", "y", "line_times"):
-        assert getattr(got, name).shape == getattr(want, name).shape, name
-        assert getattr(got, name).tobytes() == getattr(want, name).tobytes(), name
 
 
 def make_nsid(path: Path, images: dict, *, labels=("x", "y"), shape=(4, 3), scale_units="nm", pitch=2.5,

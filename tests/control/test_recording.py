@@ -19,6 +19,8 @@ from control import DEFAULT_HARDWARE, InstrumentInfo, PulseRecord, SafetyLimits,
 from control.nsid import read_scan
 from control.recording import Recorder, Session, read_session
 
+from ..conftest import assert_scans_equal
+
 HERE = Path(__file__).parent
 TWIN_URL = "twin://?seed=1&grid=64"
 SPEC = ScanSpec(center=(1e-6, 1e-6), size=(1e-6, 1e-6), pixels=(16, 12), line_rate=10.0)
@@ -95,17 +97,6 @@ def workload(scope: control.Microscope, i: int) -> None:
             scope.apply_pulse(1e-6, 1e-6, 99.0, 1e-3)
     else:
         scope.move_tip(1.5e-6, 0.5e-6)
-
-
-def assert_scans_equal(got: ScanResult, want: ScanResult) -> None:
-    assert got.spec == want.spec
-    assert list(got.channels) == list(want.channels)
-    for name, array in want.channels.items():
-        assert got.channels[name].dtype == array.dtype
-        assert got.channels[name].tobytes() == array.tobytes(), name
-    for name in ("x", "y", "line_times"):
-        assert getattr(got, name).shape == getattr(want, name).shape
-        assert getattr(got, name).tobytes() == getattr(want, name).tobytes(), name
 
 
 # -- round trip ---------------------------------------------------------------------------------
@@ -253,8 +244,8 @@ def test_a_record_cut_short_is_reported_not_returned(tmp_path):
 
 CRASH_WRITER = """
 import sys
-sys.path.insert(0, {here!r})
-from test_recording import Recorder, open_twin, workload
+sys.path.insert(0, {root!r})
+from tests.control.test_recording import Recorder, open_twin, workload
 with Recorder(open_twin(), {path!r}) as scope:
     i = 0
     while True:
@@ -267,7 +258,7 @@ with Recorder(open_twin(), {path!r}) as scope:
 def test_kill_9_loses_at_most_the_record_in_flight(tmp_path):
     path = tmp_path / "crash.h5"
     n = 10
-    code = CRASH_WRITER.format(here=str(HERE), path=str(path))
+    code = CRASH_WRITER.format(root=str(HERE.parents[1]), path=str(path))
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as writer:
         done = [writer.stdout.readline() for _ in range(n)]
         os.kill(writer.pid, signal.SIGKILL)
