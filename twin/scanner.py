@@ -340,8 +340,8 @@ class Scanner:
     def offset(self, times) -> tuple[np.ndarray, np.ndarray]:
         """Actual minus commanded position (m) while parked, at ``times`` (s): hysteresis, creep, drift.
 
-        Arrays of the shape of ``times``. (The instrument before ``follow`` evaluated whole scans
-        with this, as if parked; scans go through ``follow`` now.)
+        Arrays of the shape of ``times``; :meth:`position` uses it for pulses (scans go through
+        :meth:`follow`).
         """
         t = np.asarray(times, dtype=np.float64)
         c, o = self.commanded, self._origin
