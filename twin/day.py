@@ -57,7 +57,7 @@ class Day:
 
         return cls(
             day=day,
-            gain=lognormal(1.6, 0.3, 0.9, 2.6),
+            gain=lognormal(1.6, 0.3, 1.0, 2.6),
             phase_offset=float(rng.uniform(0.0, 25.0)),
             tip_radius=lognormal(32e-9, 0.12, 22e-9, 42e-9),
             drift_speed=float(10 ** rng.uniform(math.log10(1e-9 / 60), math.log10(10e-9 / 60))),

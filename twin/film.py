@@ -174,13 +174,13 @@ class Film:
     def _as_grown(self, rng: np.random.Generator) -> np.ndarray:
         """Mostly up, with closed down domains: a level set of a correlated random field.
 
-        The down fraction (14-20 % before relaxation) and the domain scale (correlation 28-40 nm, giving domains
+        The down fraction (15-19 % before relaxation) and the domain scale (correlation 31-37 nm, giving domains
         of tens to about a hundred nm radius) vary from sample to sample; the initial
         relaxation then rounds the walls and removes domains below the critical size.
         """
         p = self.params
-        fraction = rng.uniform(0.14, 0.20)
-        scale = rng.uniform(28e-9, 40e-9)
+        fraction = rng.uniform(0.15, 0.19)
+        scale = rng.uniform(31e-9, 37e-9)
         g = correlated_noise(rng, (p.grid, p.grid), scale / p.spacing)
         return np.where(g > np.quantile(g, 1.0 - fraction), -1.0, 1.0)
 

@@ -70,7 +70,9 @@ class PfmParams:
         reference_speed: tip speed at which ``line_offset`` and ``line_gain`` apply, m/s.
         gain_drift: rms over a frame of the slow drift of the log-gain (the tip-sample contact
             and the cantilever's response change over the minutes a frame takes): a smooth
-            curve of the frame's four slowest modes with 1/f amplitudes and random phases.
+            curve of the frame's ``gain_drift_modes`` slowest modes with 1/f amplitudes and
+            random phases.
+        gain_drift_modes: how many of the frame's slowest modes the drift has.
         lockin_tau: time constant of the lock-in output filter, in pixel times.
         quality: quality factor Q of the contact resonance.
         detuning: drive frequency over the mean contact resonance, minus 1.
@@ -82,7 +84,7 @@ class PfmParams:
         height_line_offset: rms of per-line height offsets, m.
     """
 
-    d33: float = 72e-12
+    d33: float = 76e-12
     gain: float = 1.0
     drive: float = 1.0
     phase_offset: float = 20.0
@@ -99,7 +101,8 @@ class PfmParams:
     noise: float = 0.095
     line_offset: float = 0.01
     line_gain: float = 0.02
-    gain_drift: float = 0.42
+    gain_drift: float = 0.36
+    gain_drift_modes: int = 2
     reference_speed: float = 1e-6
     line_speed_exponent: float = 0.3
     lockin_tau: float = 0.8
@@ -221,8 +224,8 @@ class PfmSignal:
         lines = x.shape[0]
         unit = p.d33 * p.drive
         lines_scale = ((p.reference_speed if speed is None else speed) / p.reference_speed) ** p.line_speed_exponent
-        modes = np.arange(1, 5)[:, None]
-        phases = rng.uniform(0.0, 2 * np.pi, (4, 1))
+        modes = np.arange(1, p.gain_drift_modes + 1)[:, None]
+        phases = rng.uniform(0.0, 2 * np.pi, (p.gain_drift_modes, 1))
         curve = (np.sin(2 * np.pi * modes * (np.arange(lines) + 0.5) / lines + phases) / modes).sum(axis=0)
         drift = p.gain_drift * (curve - curve.mean()) / max(curve.std(), 1e-12)
         log_gain = lines_scale * p.line_gain * rng.standard_normal(lines) + drift
