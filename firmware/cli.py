@@ -7,6 +7,7 @@ Registered under the entry-point groups ``pfmtwin.commands`` and ``pfmtwin.bench
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -47,9 +48,25 @@ def cosim(listen: str, twin: str, *, sim: str | None = None, uart_cycles: int = 
                           "PFM_COSIM_CONFIG": json.dumps(config.__dict__)})
 
 
+def _stop_on(*signals: int) -> None:
+    """Turn these signals into SystemExit in the main thread.
+
+    The simulator runs as a child of this process (``subprocess.run`` in cocotb's runner), and
+    the simulator ignores SIGTERM. Python's default SIGTERM handling ends this process at once
+    and orphans the simulator, still serving on its port; an exception instead unwinds
+    ``subprocess.run``, which kills its child.
+    """
+    def stop(signum, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    for number in signals:
+        signal.signal(number, stop)
+
+
 def _cosim(args) -> int:
     config = CosimConfig(adc_full_scale=args.adc_full_scale, pixel_samples=args.pixel_samples,
                          max_pulse_cycles=args.max_pulse_cycles)
+    _stop_on(signal.SIGTERM, signal.SIGHUP)
     try:
         cosim(args.listen, twin_url(args.twin, args.seed), sim=args.sim, uart_cycles=args.uart_cycles, config=config)
     except KeyboardInterrupt:
@@ -114,8 +131,11 @@ class CosimProcess:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                pass
+        # Whatever of the group outlived the SIGTERM (a simulator ignores it) goes now.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.log.close()

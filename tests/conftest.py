@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 
 # numba's default OpenMP layer is not fork-safe (TOOLCHAIN.md); tests fork subprocesses.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
@@ -74,3 +76,45 @@ def emulators():
     yield start
     for e in started:
         e.stop()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live (not zombie) process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return {p for p in found if alive(p)}
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended and only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running():
+    """The suite leaves no process behind: every emulator, simulator and worker it started ends."""
+    yield
+    deadline = time.monotonic() + 10  # processes being shut down get a moment
+    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    names = {}
+    for pid in left:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            names[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+    assert not left, f"processes the tests started are still running: {names}"

@@ -11,7 +11,9 @@ twin's quantization); instrument times equal.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +25,8 @@ from control.wire import Cmd, Nak
 from firmware.cli import CosimProcess
 from firmware.cosim import CosimConfig
 from firmware.spec import nak_messages
+
+from ..conftest import alive, descendants
 
 TWIN_OPTIONS = "grid=64&field=5e-7"
 SEED = 3
@@ -98,3 +102,16 @@ def test_read_register_reaches_the_rtl(cosim):
         assert (answer.cmd, code, refused) == (Cmd.NAK, Nak.OUT_OF_RANGE, Cmd.READ_REG)
         assert nak_messages()["ADDRESS"][1] in text
         request(Cmd.BYE, 4, b"")
+
+
+def test_sigterm_to_cosim_ends_its_simulator():
+    """`kill PID` of `pfmtwin cosim` (not of its group) must not leave the simulator serving."""
+    with CosimProcess(twin=TWIN_OPTIONS, seed=SEED, sim=os.environ.get("SIM", "icarus")) as process:
+        below = descendants(process.process.pid)
+        assert below, "the simulator runs as a child of pfmtwin cosim"
+        os.kill(process.process.pid, signal.SIGTERM)
+        process.process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in below if alive(p)], "processes outlived pfmtwin cosim"
