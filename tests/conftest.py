@@ -111,10 +111,22 @@ def nothing_left_running():
     """The suite leaves no process behind: every emulator, simulator and worker it started ends."""
     yield
     deadline = time.monotonic() + 10  # processes being shut down get a moment
-    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
+    while (left := _started_by_tests()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    names = {}
-    for pid in left:
+    assert not left, f"processes the tests started are still running: {left}"
+
+
+#: Helpers of the Python standard library that live exactly as long as this process (they exit
+#: when its end of their pipe closes), e.g. the resource tracker Dask's process pool starts.
+_STDLIB_HELPERS = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
+
+
+def _started_by_tests() -> dict[int, str]:
+    """The live processes below this one, with their command lines, less the stdlib helpers."""
+    out = {}
+    for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
-            names[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
-    assert not left, f"processes the tests started are still running: {names}"
+            command = f.read()
+            if not any(helper in command for helper in _STDLIB_HELPERS):
+                out[pid] = command.replace(b"\0", b" ").decode(errors="replace")[:160]
+    return out
