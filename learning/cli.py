@@ -255,6 +255,8 @@ def episode_lengths(particles: int, *, low: int = 2, high: int = 16, seed: int =
     when the wall is lost or the goal reached, so some particles' episodes are much longer.
     """
     if not 1 <= int(low) <= int(high):
+        from learning.svpg import LearningConfigError  # here: svpg imports torch, the CLI starts without it
+
         raise LearningConfigError(f"episode lengths [{low!r}, {high!r}] must satisfy 1 <= low <= high")
     rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(11,)))
     return [int(round(math.exp(v))) for v in rng.uniform(math.log(low), math.log(high), size=int(particles))]

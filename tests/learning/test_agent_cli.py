@@ -139,3 +139,12 @@ def test_random_baseline_runs_in_the_policys_environment_reproducibly(wall_polic
     code, out, _ = in_process(capsys, "agent", "run", "--microscope", url, "--policy", str(wall_policy),
                               "--episodes", "1", "--seed", "4")
     assert [json.loads(line)["action"] for line in out.strip().splitlines()] != actions.tolist()
+
+
+def test_bench_episode_lengths_refuse_an_empty_range():
+    from learning.cli import episode_lengths
+    from learning.svpg import LearningConfigError
+
+    assert all(2 <= n <= 16 for n in episode_lengths(8, seed=1))
+    with pytest.raises(LearningConfigError, match=r"episode lengths \[5, 2\] must satisfy 1 <= low <= high"):
+        episode_lengths(8, low=5, high=2)
