@@ -25,7 +25,7 @@ from twin.landau import G110, PbTiO3Landau
 from twin.tdgl import TDGL
 from twin.tipfield import SpherePlaneTip
 
-__all__ = ["Film", "FilmParams", "PbTiO3Landau", "correlated_noise"]
+__all__ = ["Film", "FilmParams", "PbTiO3Landau", "correlated_noise", "power_law_field", "shaped_noise"]
 
 INITS = ("grown", "wall", "up", "down", "random")
 #: Rim of a relaxation window kept fixed: it absorbs the mismatch of the window's periodic copy.
@@ -97,14 +97,40 @@ class FilmParams:
         return self.size / self.grid
 
 
+def shaped_noise(rng: np.random.Generator, shape: tuple[int, int], amplitude) -> np.ndarray:
+    """Periodic Gaussian random field of unit rms: white noise filtered in Fourier space.
+
+    Args:
+        rng: source of the white noise.
+        shape: (rows, columns).
+        amplitude: function of the spatial frequency |k| (cycles per pixel, an array of the
+            ``rfft2`` layout) giving the filter's amplitude, i.e. the square root of the spectrum.
+    """
+    k = np.hypot(scipy.fft.rfftfreq(shape[1])[None, :], scipy.fft.fftfreq(shape[0])[:, None])
+    out = scipy.fft.irfft2(scipy.fft.rfft2(rng.standard_normal(shape)) * amplitude(k), s=shape)
+    return out / out.std()
+
+
 def correlated_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_pixels: float) -> np.ndarray:
     """Periodic Gaussian random field with unit rms and Gaussian correlation of ``sigma_pixels``."""
-    white = rng.standard_normal(shape)
-    ky = scipy.fft.fftfreq(shape[0])[:, None]
-    kx = scipy.fft.rfftfreq(shape[1])[None, :]
-    kernel = np.exp(-2 * (np.pi * sigma_pixels) ** 2 * (kx**2 + ky**2))
-    out = scipy.fft.irfft2(scipy.fft.rfft2(white) * kernel, s=shape)
-    return out / out.std()
+    return shaped_noise(rng, shape, lambda k: np.exp(-2 * (np.pi * sigma_pixels * k) ** 2))
+
+
+def power_law_field(rng: np.random.Generator, shape: tuple[int, int], spacing: float,
+                    scales: tuple[float, float], exponent: float) -> np.ndarray:
+    """Periodic Gaussian random field, unit rms, power spectrum ~ k^-exponent between ``scales`` (m).
+
+    Outside the band the spectrum is flat below the longest wavelength and cut above the
+    shortest one, so the field has no structure finer than ``scales[0]``.
+    """
+    shortest, longest = scales[0] / spacing, scales[1] / spacing  # pixels
+
+    def amplitude(k: np.ndarray) -> np.ndarray:
+        a = np.maximum(k, 1.0 / longest) ** (-exponent / 2) * np.exp(-((k * shortest) ** 2))
+        a[0, 0] = 0.0
+        return a
+
+    return shaped_noise(rng, shape, amplitude)
 
 
 class Film:

@@ -35,7 +35,7 @@ import scipy.fft
 from scipy.ndimage import map_coordinates
 from scipy.signal import lfilter
 
-from twin.film import Film, correlated_noise
+from twin.film import Film, correlated_noise, power_law_field
 
 
 @dataclass(frozen=True)
@@ -113,24 +113,6 @@ class PfmParams:
     height_correlation: float = 60e-9
     height_noise: float = 50e-12
     height_line_offset: float = 0.3e-9
-
-
-def power_law_field(rng: np.random.Generator, shape: tuple[int, int], spacing: float,
-                    scales: tuple[float, float], exponent: float) -> np.ndarray:
-    """Periodic Gaussian random field, unit rms, power spectrum ~ k^-exponent between ``scales`` (m).
-
-    Outside the band the spectrum is flat below the longest wavelength and cut above the
-    shortest one, so the field has no structure finer than ``scales[0]``.
-    """
-    ny, nx = shape
-    ky = scipy.fft.fftfreq(ny, spacing)[:, None]
-    kx = scipy.fft.rfftfreq(nx, spacing)[None, :]
-    k = np.hypot(kx, ky)
-    shortest, longest = scales
-    amplitude = np.maximum(k, 1.0 / longest) ** (-exponent / 2) * np.exp(-((k * shortest) ** 2))
-    amplitude[0, 0] = 0.0
-    out = scipy.fft.irfft2(scipy.fft.rfft2(rng.standard_normal(shape)) * amplitude, s=shape)
-    return out / out.std()
 
 
 class PfmSignal:
