@@ -47,7 +47,8 @@ def _demo(args) -> int:
 def _realism(args) -> int:
     from scenarios.realism import run
 
-    return run(args.real, args.backend, Path(args.out), center=args.center, statistics=args.statistics)
+    return run(args.real, args.backend, Path(args.out), center=args.center, statistics=args.statistics,
+               rule=args.rule, alpha=args.alpha)
 
 
 def _bench(args) -> int:
@@ -96,10 +97,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1, help="seed of the pulse sites, voltages and widths")
     s.set_defaults(func=_demo)
 
-    s = sub.add_parser("realism", help="compare a backend's image statistics with real NSID scans; exit 1 if outside",
+    s = sub.add_parser("realism", help="compare a backend's image statistics with real NSID scans; exit 1 if flagged",
                        description="Scan, on each backend, an image like each real scan (size, pixels, line rate) "
-                                   "and compare the statistics panels of control.analysis. Exit 0: every checked "
-                                   "value inside the real range; 1: some outside; 2: bad input.")
+                                   "and compare the statistics panels of control.analysis. Exit 0: no checked "
+                                   "statistic flagged; 1: some flagged; 2: bad input. Rules: 'paired' flags a "
+                                   "statistic whose backend-minus-real differences, scan by scan, fail a paired "
+                                   "t-test at family-wise ALPHA; 'range' flags any value outside the real min-max "
+                                   "range (a fifth real scan fails it on most statistics; see scenarios.realism).")
     s.add_argument("real", nargs="+", help="NSID files (.h5) or folders of them")
     s.add_argument("--backend", action="append", required=True, metavar="URL", help="backend URL; repeatable")
     s.add_argument("--out", default="out/realism", metavar="DIR", help="output folder for realism.json and realism.png")
@@ -107,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
                    help="image centre on the backend, m (default: the middle of its scanner's range)")
     s.add_argument("--statistics", default=None, metavar="NAME,NAME",
                    help="statistics to check (default: all but phase_up and phase_down, see scenarios.realism)")
+    s.add_argument("--rule", default="paired", help="paired (default; needs 3 or more real scans) or range")
+    s.add_argument("--alpha", type=float, default=0.05,
+                   help="family-wise false-alarm rate of the paired rule over the checked statistics (default 0.05)")
     s.set_defaults(func=_realism)
 
     # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.

@@ -17,6 +17,7 @@ import pytest
 import control
 from control.analysis import STATISTICS, image_statistics
 from control.nsid import read_scans
+from scenarios import realism
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "pfm-real"
 CHECKED = [name for name in STATISTICS if name not in ("phase_up", "phase_down")]
@@ -30,13 +31,20 @@ def real() -> list[control.ScanResult]:
 
 
 @pytest.fixture(scope="module")
+def real_panels(real) -> list[dict[str, float]]:
+    return [image_statistics(r) for r in real]
+
+
+@pytest.fixture(scope="module")
 def ranges(real) -> dict[str, tuple[float, float]]:
     values = [image_statistics(r) for r in real]
     return {name: (min(v[name] for v in values), max(v[name] for v in values)) for name in CHECKED}
 
 
-#: Samples and days the twin is held against the real scans with.
-CASES = [(1, 0), (2, 1), (3, 0), (4, 1), (5, 2)]
+#: Samples and days the twin is held against the real scans with: seeds 1-4 at two days each
+#: (issue 10's acceptance set), and one more sample on a third day.
+PAIRED = [(seed, day) for seed in (1, 2, 3, 4) for day in (0, 1)]
+CASES = [*PAIRED, (5, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +67,25 @@ def test_the_typical_twin_value_of_every_statistic_lies_inside_the_real_range(na
     assert lo <= np.nanmedian(values) <= hi, f"{name}: twin median {np.nanmedian(values):.4g} outside [{lo:.4g}, {hi:.4g}]"
 
 
+@pytest.mark.parametrize("case", range(len(PAIRED)), ids=[f"seed={s},day={d}" for s, d in PAIRED])
+def test_no_statistic_differs_from_the_real_scans_by_the_paired_rule(case, twin_panels, real_panels):
+    """``pfmtwin realism``'s default rule: scan by scan, twin minus real, no statistic's difference
+    is more than the real scans' spread explains (family-wise false-alarm rate 5 %).
+
+    Not every sample passes: seed 5 (day 2) has domains half as dense as the real film's at every
+    scan size (wall_density p = 0.0034 < 0.0036); samples differ, and the real scans are of one film.
+    """
+    panels = twin_panels[case * len(real_panels):(case + 1) * len(real_panels)]
+    level = realism.ALPHA / len(CHECKED)
+    for name in CHECKED:
+        test = realism.paired_test(name, [p[name] for p in panels], [p[name] for p in real_panels])
+        assert test["p"] is not None and test["p"] >= level, f"{PAIRED[case]} {name}: {test} (level {level:.2g})"
+
+
 def test_most_twin_values_lie_inside_the_real_range(twin_panels, ranges):
-    # Four real scans of one film span a narrow range; the twin's five samples and days at four
-    # scan sizes spread wider. Four values in five inside, every statistic's median inside.
+    # Four real scans of one film span a narrow range: a fifth real scan would have about 60 % of
+    # its values inside (the four, each held against the other three, have 50 %). The twin's five
+    # samples and days at four scan sizes: four values in five inside, every statistic's median inside.
     inside = [ranges[n][0] <= panel[n] <= ranges[n][1] for panel in twin_panels for n in CHECKED]
     assert np.mean(inside) >= 0.8, f"only {np.mean(inside):.0%} of the twin's values lie inside the real ranges"
 
