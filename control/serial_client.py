@@ -43,6 +43,7 @@ def _info_from_dict(d: dict) -> InstrumentInfo:
         backend=d["backend"], url=d["url"], identity=d["identity"], protocol_version=d["protocol_version"],
         software_version=d["software_version"], hardware=HardwareSpec.from_dict(d["hardware"]),
         limits=SafetyLimits.from_dict(d["limits"]), options=d.get("options", {}),
+        option_units=d.get("option_units", {}),
     )
 
 
@@ -111,6 +112,8 @@ class SerialClient:
         self._close_port()
         self._open()
         self.stats["reconnected"] += 1
+        if self._seq == 0xFFFF:
+            self._seq = 1  # SEQ 1 opens a session; a reconnect's IDENTIFY must not carry it
         self._identify()
 
     def _next_seq(self) -> int:

@@ -26,7 +26,7 @@ from control.contract import PulseRecord, ScanSpec
 from control.errors import PfmTwinError
 
 SYNC = 0xA5
-PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 0
+PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 1
 _HEADER = struct.Struct("<BHHB")
 HEADER_SIZE = _HEADER.size + 1  # + HCRC
 TRAILER_SIZE = 2
@@ -61,6 +61,7 @@ class Nak(IntEnum):
     VERSION = 6
     INTERNAL = 7
     NOT_IDENTIFIED = 8
+    UNKNOWN_OUTCOME = 9  # protocol 1.1: a resend whose first execution the server cannot vouch for
 
 
 class WireError(PfmTwinError, ValueError):

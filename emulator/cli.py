@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sys
@@ -29,6 +30,14 @@ def twin_url(twin_options: str, seed: int | None) -> str:
     return "twin://?" + urlencode(pairs)
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def build(args) -> Server:
     """The server described by the command-line arguments (not yet serving)."""
     plan = FaultPlan.parse(args.faults, seed=args.fault_seed) if args.faults else None
@@ -41,14 +50,25 @@ def build(args) -> Server:
         host, _, port = address.rpartition(":")
         if scheme != "socket" or not port.isdigit() or options:
             raise UrlError(f"--listen {args.listen!r} must be socket://HOST:PORT, e.g. socket://127.0.0.1:7001")
-        host, port = server.listen_tcp(host or "127.0.0.1", int(port))
+        host = host or "127.0.0.1"
+        if not _loopback(host):
+            print(f"pfmtwin emulate: warning: listening on {host}, beyond this machine. The wire protocol has no "
+                  "authentication: anyone who can reach the port can move the tip and apply pulses. Prefer "
+                  "socket://127.0.0.1:PORT and an ssh tunnel (ssh -L PORT:127.0.0.1:PORT host).",
+                  file=sys.stderr, flush=True)
+        try:
+            host, port = server.listen_tcp(host, int(port))
+        except OSError as exc:
+            raise UrlError(f"--listen {args.listen!r}: cannot listen on {host}:{port} ({exc.strerror or exc}); is "
+                           "another emulator running there? Choose another port, or port 0 for a free one") from None
         print(json.dumps({"listening": f"socket://{host}:{port}"}), flush=True)
     return server
 
 
 def _emulate(args) -> int:
     server = build(args)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop_event.set())
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a command under way stops within POLL s
+        signal.signal(signum, lambda *_: server.stop_event.set())
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -65,12 +85,15 @@ def register(subparsers) -> None:
     """Add ``emulate`` to the ``pfmtwin`` command line."""
     s = subparsers.add_parser("emulate", help="serve the twin over the wire protocol (TCP socket or pty)")
     s.add_argument("--listen", default="socket://127.0.0.1:7001",
-                   help="socket://HOST:PORT to listen on (loopback unless told otherwise; port 0 picks one)")
+                   help="socket://HOST:PORT to listen on (loopback unless told otherwise; port 0 picks one; "
+                        "default: %(default)s). There is no authentication: anyone who reaches the port drives "
+                        "the instrument, so keep it on 127.0.0.1 and tunnel (ssh -L) to reach it from elsewhere")
     s.add_argument("--pty", action="store_true", help="open a pseudo-terminal instead and print its path")
-    s.add_argument("--seed", type=int, default=None, help="the twin's seed (overrides seed= in --twin)")
+    s.add_argument("--seed", type=int, default=None, help="the twin's seed (overrides seed= in --twin; default: the twin's default)")
     s.add_argument("--speed", type=_speed, default=1.0,
-                   help="simulated seconds per wall second: 1 = real time, 100 = faster, 'max' = no waiting")
-    s.add_argument("--twin", default="", help="twin options as in twin:// URLs, e.g. 'grid=128&disorder=0.2'")
-    s.add_argument("--faults", default="", help="e.g. 'drop=0.01,corrupt=0.01,delay=0.002,disconnect_at=30'")
-    s.add_argument("--fault-seed", type=int, default=0, help="seed of the fault injection")
+                   help="simulated seconds per wall second: 1 = real time, 100 = faster, 'max' = no waiting "
+                        "(default: 1.0)")
+    s.add_argument("--twin", default="", help="twin options as in twin:// URLs, e.g. 'grid=128&disorder=0.2' (default: none)")
+    s.add_argument("--faults", default="", help="e.g. 'drop=0.01,corrupt=0.01,delay=0.002,disconnect_at=30' (default: a perfect link)")
+    s.add_argument("--fault-seed", type=int, default=0, help="seed of the fault injection (default: 0)")
     s.set_defaults(func=_emulate)

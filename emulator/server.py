@@ -4,7 +4,10 @@ The server is what the FPGA controller is to a client: it parses frames, enforce
 limits itself (a client that skipped validation gets a NAK and nothing happens), executes
 commands on the twin in real time (or scaled, or as fast as possible), streams scan lines as
 they are acquired, and answers a resent command (same client, same sequence number) from its
-cache instead of executing it again.
+cache instead of executing it again (and refuses it, never executes it, once it has forgotten
+that client). One client is served at a time; one that stays silent for ``IDLE_TIMEOUT`` gives way
+to a newcomer. A command runs to its end even if its client's link fails meanwhile, so a resend
+after reconnecting gets the whole answer; only a shutdown stops it.
 """
 
 from __future__ import annotations
@@ -41,8 +44,14 @@ WRITE_TIMEOUT = 5.0
 BUSY_GRACE = 1.0
 #: Longest a refused (BUSY) connection is kept open for the client to read its NAK, s.
 LINGER = 1.0
-#: Clients whose last answer is kept for resends (the oldest is forgotten first).
+#: Clients whose last answer is kept whole for resends (the least recent one's answer goes first).
 CACHED_CLIENTS = 8
+#: Clients whose last command's SEQ is remembered (answer kept or not). A resend of a remembered
+#: command whose answer is gone, and any command of a client forgotten altogether, is refused
+#: NAK UNKNOWN_OUTCOME: bounded memory, and what falls out is refused, never executed again.
+KNOWN_CLIENTS = 4096
+#: A connected client that has sent nothing for this long gives way to a newcomer, s.
+IDLE_TIMEOUT = 30.0
 
 
 def parse_speed(text: str) -> float | None:
@@ -62,13 +71,31 @@ def parse_speed(text: str) -> float | None:
     return value
 
 
+class Stopped(Exception):
+    """The server is shutting down: the command being executed is abandoned."""
+
+
 class ScaledRealtime(simpy.rt.RealtimeEnvironment):
     """simpy's real-time environment whose ``sync`` also moves the simulated reference time.
 
     ``RealtimeEnvironment.sync`` resets only the wall-clock reference, so after the instrument
     sat idle at simulated time t the next event would wait t * factor seconds. Here ``sync``
-    re-anchors both clocks at the current moment.
+    re-anchors both clocks at the current moment. ``step`` waits in slices of at most ``POLL``
+    and raises :class:`Stopped` once ``stop`` is set, so a long command (a slow move at real
+    time) cannot keep a server from shutting down.
     """
+
+    stop: threading.Event | None = None
+
+    def step(self) -> None:
+        due = self.peek()
+        if due != simpy.core.Infinity:
+            wake = self.real_start + (due - self.env_start) * self.factor
+            while (delay := wake - monotonic()) > 0:
+                if self.stop is not None and self.stop.is_set():
+                    raise Stopped("the emulator is shutting down")
+                time.sleep(min(delay, POLL))
+        super().step()
 
     def sync(self) -> None:
         self.env_start = self.now
@@ -186,18 +213,23 @@ class PtyLink:
 
 @dataclass
 class _Cached:
-    """The last command of a client and every frame its answer took."""
+    """The last command of a client and every frame its answer took (None: answer dropped)."""
 
     seq: int
-    frames: list[bytes] = field(default_factory=list)
+    frames: list[bytes] | None = field(default_factory=list)
 
 
 @dataclass
 class _Peer:
-    """The client on one link: its id once it has identified itself."""
+    """The client on one link: its id once it has identified itself.
+
+    ``forgotten``: it identified as reconnecting (IDENTIFY with a SEQ other than 1) but the
+    server holds no record of it, so its next command may be a resend of one already executed.
+    """
 
     link: object
     client_id: bytes | None = None
+    forgotten: bool = False
 
 
 class Emulator:
@@ -236,24 +268,41 @@ class Emulator:
         self.executed = 0
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._stop: threading.Event | None = None
+        #: Whether a command is being executed (a newcomer is refused BUSY meanwhile).
+        self.executing = False
+        #: monotonic() of the last frame received from the current client.
+        self.last_heard = monotonic()
 
     # -- serving one link ---------------------------------------------------------------------
 
-    def serve(self, link, stop: threading.Event) -> None:
-        """Answer frames on ``link`` until the client leaves or ``stop`` is set."""
+    def serve(self, link, stop: threading.Event, evict: threading.Event | None = None) -> None:
+        """Answer frames on ``link`` until the client leaves, ``stop`` is set, or ``evict`` is set.
+
+        An evicted client (idle while a newcomer waits) is told so with NAK BUSY (SEQ 0).
+        """
         decoder = wire.Decoder()
         peer = _Peer(link)
         self._stop = stop
+        if isinstance(self.env, ScaledRealtime):
+            self.env.stop = stop
+        self.last_heard = monotonic()
         try:
             while not stop.is_set():
+                if evict is not None and evict.is_set():
+                    self._send(link, wire.encode(Cmd.NAK, 0, wire.pack_nak(
+                        Nak.BUSY, 0, f"BUSY: this client was idle for more than {IDLE_TIMEOUT:g} s and another "
+                        "client took the instrument; reconnect when it is free")))
+                    return
                 data = link.read(POLL)
                 if not data:
                     continue
+                self.last_heard = monotonic()
                 for item in decoder.feed(data):
                     for frame in self._incoming(item):
                         if not self._handle(frame, peer):
                             return
-        except LinkClosed:
+                self.last_heard = monotonic()
+        except (LinkClosed, Stopped):
             return
 
     def _incoming(self, item) -> list:
@@ -292,21 +341,40 @@ class Emulator:
             return True
         cached = self._cache.get(peer.client_id)
         if cached is not None and cached.seq == frame.seq:
-            for f in cached.frames:  # a resend: answer again, never execute twice
+            if cached.frames is None:
+                self._remember(peer.client_id, frame.seq, self._unknown_outcome(frame, "its answer is no longer held "
+                               f"(more than {CACHED_CLIENTS} clients have come since)"))
+            for f in self._cache[peer.client_id].frames:  # a resend: answer again, never execute twice
+                self._send(link, f)
+            return True
+        if peer.forgotten:
+            # It reconnected, and we hold no record of it: this may be a resend of a command we
+            # executed and forgot. Refuse it (and its resends); its next command runs.
+            peer.forgotten = False
+            refusal = self._unknown_outcome(frame, f"this instrument holds no record of this client (more than "
+                                            f"{KNOWN_CLIENTS} clients since, or the record was lost)")
+            self._remember(peer.client_id, frame.seq, refusal)
+            for f in refusal:
                 self._send(link, f)
             return True
         self.commands += 1  # new commands only: fault schedules count these
         due = self.faults.scheduled(self.commands)
-        cached = self._cache[peer.client_id] = _Cached(frame.seq)
-        self._cache.move_to_end(peer.client_id)
-        while len(self._cache) > CACHED_CLIENTS:
-            self._cache.popitem(last=False)
+        cached = self._remember(peer.client_id, frame.seq, [])
         silent = bool(due & {"disconnect_at", "stall_at"})
+        state = {"link": True}
 
         def send(data: bytes) -> None:
             cached.frames.append(data)
-            if not silent:
+            if silent or not state["link"]:
+                return
+            try:
                 self._send(link, data)
+            except LinkClosed:
+                # The client stopped reading (or left). The instrument finishes the command
+                # anyway, keeping the whole answer for a resend after reconnecting.
+                if self._stop is not None and self._stop.is_set():
+                    raise Stopped("the emulator is shutting down") from None
+                state["link"] = False
 
         if "drift_burst_at" in due:
             self.twin.drift_burst()
@@ -315,11 +383,28 @@ class Emulator:
         self._execute(frame, send)
         if frame.cmd == Cmd.BYE:
             self._cache.pop(peer.client_id, None)  # the client is done: forget its last answer
-        if "disconnect_at" in due:
+        if "disconnect_at" in due or not state["link"]:
             return False
         if "stall_at" in due:
             time.sleep(self.faults.plan.stall)  # fault injection: the controller hangs, answer lost
         return True
+
+    def _remember(self, client_id: bytes, seq: int, frames: list[bytes]) -> _Cached:
+        """Make ``frames`` the answer kept for ``client_id``'s command ``seq``; bound the memory."""
+        cached = self._cache[client_id] = _Cached(seq, frames)
+        self._cache.move_to_end(client_id)
+        for old in list(self._cache.values())[:-CACHED_CLIENTS]:
+            old.frames = None  # its SEQ stays known: a resend of it is refused, not re-executed
+        while len(self._cache) > KNOWN_CLIENTS:
+            self._cache.popitem(last=False)
+        return cached
+
+    @staticmethod
+    def _unknown_outcome(frame, why: str) -> list[bytes]:
+        return [wire.encode(Cmd.NAK, frame.seq, wire.pack_nak(
+            Nak.UNKNOWN_OUTCOME, frame.cmd,
+            f"command SEQ {frame.seq} may have been executed, and {why}; it is not executed again. Check the "
+            "instrument (now(), a scan) before re-issuing it"))]
 
     def _identify(self, frame, peer: _Peer) -> None:
         try:
@@ -332,6 +417,9 @@ class Emulator:
                       f"protocol {major}.x is not served; this emulator speaks {wire.PROTOCOL_MAJOR}.x")
             return
         peer.client_id = client_id
+        # A session's first IDENTIFY carries SEQ 1; a later one is a reconnect. A reconnecting
+        # client we hold no record of may resend a command we executed and forgot.
+        peer.forgotten = frame.seq != 1 and client_id not in self._cache
         info = self.twin.info().to_dict()
         info.update(backend=self.backend, url=self.url, identity=f"pfmtwin {self.backend}: " + info["identity"])
         info["options"]["speed"] = self.speed if self.speed is not None else "max"
@@ -341,6 +429,14 @@ class Emulator:
     # -- commands ---------------------------------------------------------------------------------
 
     def _execute(self, frame, send: Callable[[bytes], None]) -> None:
+        self.executing = True
+        try:
+            self._run_command(frame, send)
+        finally:
+            self.executing = False
+            self.last_heard = monotonic()
+
+    def _run_command(self, frame, send: Callable[[bytes], None]) -> None:
         seq, cmd = frame.seq, frame.cmd
         if isinstance(self.env, ScaledRealtime):
             self.env.catch_up()
@@ -386,7 +482,7 @@ class Emulator:
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.OUT_OF_RANGE, cmd, str(exc))))
         except wire.WireError as exc:
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.MALFORMED, cmd, str(exc))))
-        except LinkClosed:
+        except (LinkClosed, Stopped):
             raise
         except Exception as exc:  # a bug must not take the instrument down: report it to the client
             send(wire.encode(Cmd.NAK, seq, wire.pack_nak(
@@ -396,6 +492,12 @@ class Emulator:
 
 class Server:
     """Serves an :class:`Emulator` to one client at a time; a second concurrent client gets BUSY.
+
+    Takeover rule: a newcomer is refused BUSY while the client being served is working (a command
+    executing, or sent within ``IDLE_TIMEOUT`` s). A client that has been silent for longer gives
+    way: it is sent NAK BUSY (SEQ 0) saying so, its link is closed, and the newcomer is served.
+    Nobody is ever cut off mid-command, and a lone idle client keeps the instrument for as long
+    as it likes.
 
     Args:
         emulator: the instrument to serve.
@@ -408,15 +510,20 @@ class Server:
         self._busy = threading.Event()
         self._clients: queue.Queue = queue.Queue()
         self._current: SocketLink | None = None
+        self._evict = threading.Event()
         self._acceptor: threading.Thread | None = None
         self.pty: PtyLink | None = None
 
     def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Bind and listen; return the (host, port) bound (port 0 picks a free one)."""
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(4)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(4)
+        except OSError:
+            listener.close()
+            raise
         self._listener = listener
         address = listener.getsockname()[:2]
         self.emulator.url = f"socket://{address[0]}:{address[1]}"
@@ -439,14 +546,15 @@ class Server:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
-            if self._busy.is_set() and not self._previous_client_left():
-                threading.Thread(target=self._refuse, args=(sock,), name="emulator-busy", daemon=True).start()
+            why = self._why_busy() if self._busy.is_set() else ""
+            if why:
+                threading.Thread(target=self._refuse, args=(sock, why), name="emulator-busy", daemon=True).start()
             else:
                 self._busy.set()
                 self._clients.put(sock)
 
     @staticmethod
-    def _refuse(sock: socket.socket) -> None:
+    def _refuse(sock: socket.socket, why: str) -> None:
         """Answer NAK BUSY and close gracefully.
 
         Closing at once can lose the NAK: the client's IDENTIFY arriving at a closed socket makes
@@ -456,8 +564,7 @@ class Server:
         """
         link = SocketLink(sock)
         try:
-            link.write(wire.encode(Cmd.NAK, 0, wire.pack_nak(
-                Nak.BUSY, 0, "BUSY: another client is connected; the emulator serves one client at a time")))
+            link.write(wire.encode(Cmd.NAK, 0, wire.pack_nak(Nak.BUSY, 0, f"BUSY: {why}")))
             deadline = monotonic() + LINGER
             while monotonic() < deadline:
                 ready, _, _ = select.select([sock], [], [], POLL)
@@ -468,25 +575,44 @@ class Server:
         finally:
             link.close()
 
-    def _previous_client_left(self) -> bool:
-        """Whether the client being served has left (or is leaving: decided within ``BUSY_GRACE`` s).
+    def _why_busy(self) -> str:
+        """Why a newcomer must be refused now ("" to serve it), decided within ``BUSY_GRACE`` s.
 
-        A client still connected with nothing unread is there: refuse at once. One that closed
-        right after sending has bytes unread until the server gets to them; a successor that
-        connects meanwhile (a reconnect) must not be refused BUSY for that.
+        A client still connected with nothing unread is there: refused, unless it has been idle
+        for ``IDLE_TIMEOUT`` s (then it is evicted and the newcomer served). One that closed right
+        after sending has bytes unread until the server gets to them; a successor that connects
+        meanwhile (a reconnect) must not be refused BUSY for that. A command still executing
+        for a client that has left keeps the instrument busy until it ends.
         """
+        why = (f"another client is connected; the emulator serves one client at a time (one idle for "
+               f"{IDLE_TIMEOUT:g} s gives way)")
         deadline = monotonic() + BUSY_GRACE
         while monotonic() < deadline and not self.stop_event.is_set():
             current = self._current
             if not self._busy.is_set():
-                return self._clients.empty()
+                return "" if self._clients.empty() else why
             state = current.peer_state() if current is not None else "pending"
             if state == "gone":
-                return self._clients.empty()
-            if state == "idle":
-                return False
+                if not self._clients.empty():
+                    return why
+                if not self.emulator.executing:
+                    return ""
+                why = "the instrument is still executing the command of a client that has left; try again later"
+            elif state == "idle":
+                idle = monotonic() - self.emulator.last_heard
+                if self.emulator.executing or idle < IDLE_TIMEOUT or not self._clients.empty():
+                    return why
+                return self._evict_idle(current, why)
             self.stop_event.wait(POLL)
-        return False
+        return why
+
+    def _evict_idle(self, current: SocketLink, why: str) -> str:
+        """Have the serving loop tell the idle ``current`` client and drop it; "" once it is gone."""
+        self._evict.set()  # serve() sends the notice and returns within POLL s
+        deadline = monotonic() + BUSY_GRACE
+        while self._current is current and monotonic() < deadline:
+            self.stop_event.wait(POLL / 5)
+        return "" if self._current is not current else why
 
     def serve_forever(self) -> None:
         """Serve clients one after another until :meth:`shutdown`."""
@@ -502,9 +628,10 @@ class Server:
             except queue.Empty:
                 continue
             self._busy.set()
+            self._evict.clear()
             link = self._current = SocketLink(sock)
             try:
-                self.emulator.serve(link, self.stop_event)
+                self.emulator.serve(link, self.stop_event, self._evict)
             finally:
                 self._current = None
                 if self._clients.empty():

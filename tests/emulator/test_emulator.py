@@ -86,8 +86,8 @@ def test_the_emulator_enforces_the_limits_itself(emulators):
     raw = Raw(running.url)
     raw.send(wire.encode(Cmd.PULSE, 1, wire.pack_pulse(1e-7, 1e-7, 5.0, 1e-3)))
     assert wire.unpack_nak(raw.answer(1).payload)[0] == Nak.NOT_IDENTIFIED
-    raw.send(wire.encode(Cmd.IDENTIFY, 2, wire.pack_identify(b"r" * 16)))
-    assert json.loads(raw.answer(2).payload)["backend"] == "emulator"
+    raw.send(wire.encode(Cmd.IDENTIFY, 1, wire.pack_identify(b"r" * 16)))  # a session starts at SEQ 1
+    assert json.loads(raw.answer(1).payload)["backend"] == "emulator"
     for seq, payload, match in (
         (3, wire.pack_pulse(1e-7, 1e-7, 25.0, 1e-3), "amplitude=25.0 V exceeds the bias limit"),
         (4, wire.pack_pulse(1e-7, 1e-7, float("nan"), 1e-3), "amplitude=nan is not finite"),
@@ -174,3 +174,23 @@ def test_emulate_refuses_a_bad_listen_url():
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 2
     assert "must be socket://HOST:PORT" in run.stderr
+
+
+def test_emulate_says_why_it_cannot_listen_and_warns_beyond_loopback():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "scenarios.cli", "emulate", "--listen",
+                              f"socket://127.0.0.1:{port}", "--twin", OPTIONS],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and "port 0 for a free one" in run.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "emulate", "--listen", "socket://0.0.0.0:0",
+                             "--twin", OPTIONS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert json.loads(proc.stdout.readline())["listening"].startswith("socket://0.0.0.0:")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "warning: listening on 0.0.0.0" in err and "no authentication" in err
