@@ -18,6 +18,9 @@ def _info(args) -> int:
 
 
 def _scan(args) -> int:
+    from tqdm import tqdm
+
+    from control.errors import RecordingError
     from control.recording import Recorder
     from scenarios.plots import scan_png
 
@@ -26,8 +29,19 @@ def _scan(args) -> int:
         line_rate=args.line_rate, path=args.path, retrace=args.retrace,
     )
     metadata = {k: v for k, v in (("sample", args.sample), ("investigator", args.investigator)) if v}
-    with Recorder(control.connect(args.url), args.out, metadata=metadata) as scope:
-        result = scope.scan(spec)
+    if args.out.exists() and not args.overwrite:
+        raise RecordingError(f"session file {str(args.out)!r} already exists; choose another --out or pass --overwrite")
+    scope = control.connect(args.url)
+    try:
+        scope.limits.check_scan(spec)  # a refused scan creates no file
+        recorder = Recorder(scope, args.out, metadata=metadata, overwrite=args.overwrite)
+    except BaseException:
+        scope.close()
+        raise
+    lines = spec.shape[0]  # a 256-line image at 1 Hz takes 256 s on a real-time instrument: show it
+    with recorder, tqdm(total=lines, desc="scan", unit="line", file=sys.stderr,
+                        postfix=f"{lines / spec.line_rate:g} s of instrument time") as bar:
+        result = recorder.scan(spec, on_line=lambda *_: bar.update())
     if args.png:
         scan_png(result, args.png, title=args.url)
     print(json.dumps({"out": str(args.out), "png": str(args.png) if args.png else None,
@@ -76,17 +90,21 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_info)
 
     s = sub.add_parser("scan", help="acquire one image and record the session to HDF5")
-    s.add_argument("url")
-    s.add_argument("--out", type=Path, required=True, help="session file (.h5); must not exist")
+    s.add_argument("url", help="backend URL, e.g. twin://?seed=7 or socket://127.0.0.1:7001")
+    s.add_argument("--out", type=Path, required=True, help="session file (.h5); must not exist unless --overwrite")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     s.add_argument("--png", type=Path, help="also save a picture of the channels")
-    s.add_argument("--center", type=float, nargs=2, default=(1e-6, 1e-6), metavar=("X", "Y"), help="m")
-    s.add_argument("--size", type=float, nargs=2, default=(1e-6, 1e-6), metavar=("W", "H"), help="m")
-    s.add_argument("--pixels", type=int, nargs=2, default=(256, 256), metavar=("POINTS", "LINES"))
-    s.add_argument("--line-rate", type=float, default=1.0, help="Hz")
-    s.add_argument("--path", choices=("raster", "spiral"), default="raster")
-    s.add_argument("--retrace", action="store_true")
-    s.add_argument("--sample", default="")
-    s.add_argument("--investigator", default="")
+    s.add_argument("--center", type=float, nargs=2, default=(1e-6, 1e-6), metavar=("X", "Y"),
+                   help="image centre, m (default: 1e-06 1e-06)")
+    s.add_argument("--size", type=float, nargs=2, default=(1e-6, 1e-6), metavar=("W", "H"),
+                   help="image width and height, m (default: 1e-06 1e-06)")
+    s.add_argument("--pixels", type=int, nargs=2, default=(256, 256), metavar=("POINTS", "LINES"),
+                   help="points per line and lines (default: 256 256)")
+    s.add_argument("--line-rate", type=float, default=1.0, help="lines per second, Hz (default: 1.0)")
+    s.add_argument("--path", choices=("raster", "spiral"), default="raster", help="tip path (default: raster)")
+    s.add_argument("--retrace", action="store_true", help="also record the retrace of every line")
+    s.add_argument("--sample", default="", help="sample name stored in the session file")
+    s.add_argument("--investigator", default="", help="investigator stored in the session file")
     s.set_defaults(func=_scan)
 
     s = sub.add_parser("demo", help="the wall-pulse experiment on the twin, with a before/after picture")

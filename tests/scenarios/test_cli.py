@@ -50,6 +50,27 @@ def test_scan_records_a_session_and_a_picture(tmp_path):
     assert session.scans()[0].amplitude.shape == (32, 32)
     run = pfmtwin(*args, check=False)
     assert run.returncode == 2 and "exists" in run.stderr, "an existing session file is never overwritten"
+    assert "--overwrite" in run.stderr, "the error names the fix"
+    assert "scan: 100%" in pfmtwin(*args, "--overwrite").stderr, "a progress bar over the lines"
+    assert read_session(out).scans()[0].amplitude.shape == (32, 32)
+
+
+def test_a_refused_scan_creates_no_file(tmp_path):
+    out = tmp_path / "refused.h5"
+    run = pfmtwin("scan", SMALL_TWIN.format(seed=1), "--out", str(out), "--line-rate", "500", check=False)
+    assert run.returncode == 2 and "line_rate=500.0 Hz" in run.stderr
+    assert not out.exists(), "nothing is created before the command is accepted"
+    summary = json.loads(pfmtwin("scan", SMALL_TWIN.format(seed=1), "--out", str(out), "--pixels", "16", "16",
+                                 "--center", "2.5e-7", "2.5e-7", "--size", "2e-7", "2e-7").stdout)
+    assert summary["shape"] == [16, 16], "the corrected retry works"
+
+
+def test_help_texts_show_the_defaults():
+    text = " ".join(pfmtwin("scan", "--help").stdout.split())
+    for default in ("(default: 1e-06 1e-06)", "(default: 256 256)", "(default: 1.0)", "(default: raster)"):
+        assert default in text, default
+    text = " ".join(pfmtwin("emulate", "--help").stdout.split())
+    assert "(default: 1.0)" in text and "default: socket://127.0.0.1:7001" in text
 
 
 def test_demo_runs_the_wall_pulse_experiment(tmp_path):
