@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 from control.contract import Backend, InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, InvalidArgumentError, UrlError
-from control.limits import SafetyLimits
+from control.limits import SafetyLimits, shown
 from control.urls import split
 
 GROUP = "pfmtwin.backends"
@@ -64,9 +64,20 @@ def connect(url: str, *, limits: SafetyLimits | None = None) -> Guarded:
 
     Raises:
         UrlError: unknown scheme or option.
+        InvalidArgumentError: ``limits`` is not a SafetyLimits (checked before anything is opened).
         LimitError: ``limits`` wider than the hardware.
     """
+    _check_limits_type(limits)
     return Guarded(open_backend(url), limits)
+
+
+def _check_limits_type(limits: object) -> None:
+    if limits is not None and not isinstance(limits, SafetyLimits):
+        raise InvalidArgumentError(
+            f"limits={shown(limits)} is a {type(limits).__name__}; pass a control.SafetyLimits (e.g. "
+            f"SafetyLimits.from_hardware(info.hardware, bias_max=5.0) with the instrument's info()) or None "
+            f"for the instrument's own"
+        )
 
 
 class Guarded:
@@ -76,9 +87,10 @@ class Guarded:
     """
 
     def __init__(self, backend: Backend, limits: SafetyLimits | None = None) -> None:
-        info = backend.info()
-        self._limits = limits if limits is not None else info.limits
         try:
+            _check_limits_type(limits)
+            info = backend.info()
+            self._limits = limits if limits is not None else info.limits
             self._limits.check_within(info.hardware)
         except Exception:
             backend.close()
@@ -116,7 +128,11 @@ class Guarded:
         """
         backend = self._live()
         if not isinstance(spec, ScanSpec):
-            raise InvalidArgumentError(f"spec={spec!r} is a {type(spec).__name__}; pass a control.ScanSpec")
+            raise InvalidArgumentError(f"spec={shown(spec)} is a {type(spec).__name__}; pass a control.ScanSpec")
+        if on_line is not None and not callable(on_line):
+            raise InvalidArgumentError(
+                f"on_line={shown(on_line)} is a {type(on_line).__name__}; pass a function f(index, t, channels) or None"
+            )
         self._limits.check_scan(spec)
         return backend.scan(spec, on_line)
 

@@ -14,16 +14,10 @@ import numpy as np
 
 from control.errors import InvalidArgumentError
 from control.hardware import HardwareSpec
-from control.limits import SafetyLimits, integer, real
+from control.limits import SafetyLimits, integer, pair, real, shown
 
 PROTOCOL_VERSION = "1.0"
 CHANNELS = ("height", "amplitude", "phase")
-
-
-def _pair(name: str, value: object, conv, unit: str) -> tuple:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise InvalidArgumentError(f"{name}={value!r} must be a pair ({name}_x, {name}_y) in {unit}")
-    return tuple(conv(f"{name}[{i}]", v, unit) if conv is real else conv(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -48,18 +42,25 @@ class ScanSpec:
     path: Literal["raster", "spiral"] = "raster"
     retrace: bool = False
 
+    #: SI unit of each dimensioned field: for session files.
+    UNITS = {"center": "m", "size": "m", "line_rate": "Hz"}
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "center", _pair("center", self.center, real, "m"))
-        size = _pair("size", self.size, real, "m")
+        # numpy arrays, scalars and bools are accepted and stored as plain Python values, so a
+        # spec made from numpy compares, records and serializes as one made from Python literals.
+        object.__setattr__(self, "center", pair("center", self.center, real, "m"))
+        size = pair("size", self.size, real, "m")
         if min(size) <= 0:
             raise InvalidArgumentError(f"size={size!r} must be positive in both axes (m)")
         object.__setattr__(self, "size", size)
-        object.__setattr__(self, "pixels", _pair("pixels", self.pixels, integer, ""))
+        object.__setattr__(self, "pixels", pair("pixels", self.pixels, integer))
         object.__setattr__(self, "line_rate", real("line_rate", self.line_rate, "Hz"))
-        if self.path not in ("raster", "spiral"):
-            raise InvalidArgumentError(f"path={self.path!r} is not a scan path; use 'raster' or 'spiral'")
-        if not isinstance(self.retrace, bool):
-            raise InvalidArgumentError(f"retrace={self.retrace!r} must be True or False")
+        if not isinstance(self.path, str) or self.path not in ("raster", "spiral"):
+            raise InvalidArgumentError(f"path={shown(self.path)} is not a scan path; use 'raster' or 'spiral'")
+        object.__setattr__(self, "path", str(self.path))
+        if not isinstance(self.retrace, (bool, np.bool_)):
+            raise InvalidArgumentError(f"retrace={shown(self.retrace)} must be True or False")
+        object.__setattr__(self, "retrace", bool(self.retrace))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -163,6 +164,10 @@ class PulseRecord:
     requested_amplitude: float
     requested_width: float
 
+    #: SI unit of each dimensioned field (``cycles`` is a count): for session files.
+    UNITS = {"x": "m", "y": "m", "amplitude": "V", "width": "s", "start": "s", "requested_amplitude": "V",
+             "requested_width": "s"}
+
     @property
     def end(self) -> float:
         """Instrument time of the falling edge, s."""
@@ -182,6 +187,7 @@ class InstrumentInfo:
         hardware: the hardware spec.
         limits: the safety limits in force.
         options: backend options in force (e.g. the twin's seed and film parameters).
+        option_units: SI unit of each dimensioned option (e.g. the twin's ``field``: "m").
     """
 
     backend: str
@@ -192,6 +198,7 @@ class InstrumentInfo:
     hardware: HardwareSpec
     limits: SafetyLimits
     options: dict = field(default_factory=dict)
+    option_units: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain-data copy."""
@@ -204,6 +211,7 @@ class InstrumentInfo:
             "hardware": self.hardware.to_dict(),
             "limits": self.limits.to_dict(),
             "options": dict(self.options),
+            "option_units": dict(self.option_units),
         }
 
 

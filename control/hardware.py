@@ -51,6 +51,22 @@ class HardwareSpec:
     uart_baud: float = 1e6
     registers: dict[str, int] = field(default_factory=lambda: dict(REGISTER_MAP))
 
+    #: SI unit of each dimensioned field (counts, bits and cycles have none): for session files.
+    UNITS = {
+        "clock": "Hz",
+        "dac_rate": "Hz",
+        "adc_rate": "Hz",
+        "bias_range": "V",
+        "pulse_width_min": "s",
+        "pulse_width_max": "s",
+        "scan_range": "m",
+        "tip_speed_max": "m/s",
+        "line_rate_range": "Hz",
+        "drive_frequency": "Hz",
+        "drive_amplitude": "V",
+        "uart_baud": "Bd",
+    }
+
     @property
     def quantum(self) -> float:
         """Duration of one FPGA clock cycle, s: the pulse-width and timing quantum."""

@@ -9,23 +9,38 @@ one HDF5 file.
 >>> read_session("run.h5").pulses()  # doctest: +SKIP
 
 Layout (NSID conventions for raster images, so sidpy and SciFiReaders users open the scans, and
-``control.nsid.read_scan`` reads a session holding one raster scan)::
+``control.nsid.read_scan`` reads a session holding one raster scan). Every number is an HDF5
+number, and every dimensioned one has a ``<name>_units`` attribute beside it (SI: m, s, V, Hz,
+m/s; counts have none); structured values are groups of attributes, as pyNSID writes metadata, so
+``sidpy.hdf.hdf_utils.h5_group_to_dict`` reads them as nested dicts::
 
-    /                          attrs: format, format_version, sample, material, investigator,
+    /                          attrs: format, format_version (2), sample, material, investigator,
     |                                 project, instrument, software_version, seed, backend,
-    |                                 backend_url, protocol_version, hardware (JSON), limits (JSON),
-    |                                 options (JSON), created (ISO 8601), <user keys>
+    |                                 backend_url, protocol_version, created (ISO 8601), <user keys>
+    ├── hardware/              attrs: every HardwareSpec field, e.g. scan_range, scan_range_units="m"
+    |   └── registers/         attrs: register name -> address
+    ├── limits/                attrs: every SafetyLimits field, e.g. bias_max, bias_max_units="V"
+    ├── options/               attrs: the backend's options, e.g. field, field_units="m"
     └── commands/
-        ├── 000000/            attrs: index, verb, args (JSON), start, end (instrument time, s),
-        |   |                         [error_type, error_message], complete
-        |   └── result/        attrs: kind ("ScanResult" | "PulseRecord" | "InstrumentInfo" | "json");
-        |       |                     a scan is written by control.nsid.write_scan_group
+        ├── 000000/            attrs: index, verb, start, start_units="s", end, end_units="s"
+        |   |                         (instrument time), [error_type, error_message], complete
+        |   ├── args/          attrs: the arguments, e.g. x, x_units="m", speed (an empty attribute
+        |   |   |                     for None); a value no attribute can hold as its repr
+        |   |   └── spec/      a ScanSpec: center, center_units="m", size, pixels, line_rate, ...
+        |   └── result/        attrs: kind ("ScanResult" | "PulseRecord" | "InstrumentInfo" | "json")
+        |       |                     PulseRecord: its fields, e.g. amplitude, amplitude_units="V";
+        |       |                     InstrumentInfo: backend, url, ... and hardware/, limits/,
+        |       |                     options/, option_units/ groups as above;
+        |       |                     a scan is written by control.nsid.write_scan_group:
         |       ├── height     (lines, points) m; raster: data_type="IMAGE", dims[0]=y, dims[1]=x
         |       ├── amplitude  (lines, points) m
         |       ├── phase      (lines, points) deg
         |       ├── x, y       raster: 1D dimension scales, m; spiral: 2D positions, m
         |       └── line_times (lines,) s
         └── 000001/ ...
+
+Format version 1 (before units) stored hardware, limits, options, args and InstrumentInfo
+results as JSON strings and numbers without units; :func:`read_session` still reads it.
 
 Crash safety: the file is flushed after every record, so killing the recording process loses at
 most the record in flight (a record without its ``complete`` attribute is reported in
@@ -53,11 +68,14 @@ import h5py
 import numpy as np
 
 from control.contract import InstrumentInfo, LineCallback, Microscope, PulseRecord, ScanResult, ScanSpec
+from control.hardware import HardwareSpec
 from control.errors import InstrumentError, InvalidArgumentError, PfmTwinError, RecordingError
+from control.limits import SafetyLimits, shown
 from control.nsid import CHANNEL_UNITS, NSID_VERSION, write_scan_group  # noqa: F401 (re-exported)
 
 FORMAT = "pfmtwin.session"
-FORMAT_VERSION = 1
+#: 2: units beside every dimensioned number, structured values as groups (1: JSON strings).
+FORMAT_VERSION = 2
 
 #: Lowest HDF5 format version written. "latest" link and attribute storage, but superblock v2:
 #: from low bound v110 on, HDF5 writes superblock v3, whose "open for write" flag survives a
@@ -85,6 +103,10 @@ RESERVED_METADATA = frozenset(
     }
 )
 _JSON_METADATA = ("hardware", "limits", "options")
+#: SI unit of each argument of the recorded verbs (a scan's ``spec`` is a group with its own).
+ARGUMENT_UNITS = {"x": "m", "y": "m", "speed": "m/s", "amplitude": "V", "width": "s", "spec": ScanSpec.UNITS}
+#: Suffix of the attribute holding the unit of the attribute it is named after.
+UNITS_SUFFIX = "_units"
 
 # -- plain-data helpers -----------------------------------------------------------------------
 
@@ -103,6 +125,72 @@ def _plain(value: object) -> object:
 
 def _dumps(value: object) -> str:
     return json.dumps(value, default=_plain)
+
+
+def _attribute(value: object) -> object:
+    """``value`` as an HDF5 attribute value: numbers, strings, flags, numeric arrays; None as an
+    empty attribute; anything else (a huge int, a list of strings, an object) as its repr."""
+    if value is None:
+        return h5py.Empty("f8")
+    if isinstance(value, (bool, np.bool_, str)):
+        return value
+    if isinstance(value, numbers.Integral) and -(2**63) <= int(value) < 2**63:
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        try:
+            return float(value)
+        except OverflowError:
+            return shown(value)
+    array = None
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, (list, tuple)) and not any(isinstance(v, (list, tuple, np.ndarray)) for v in value):
+        array = np.asarray(value)  # a list with a huge int or a str is an object or str array: its repr
+    if array is not None and array.ndim == 1 and array.size and array.dtype.kind in "biuf":
+        return array
+    return shown(value)
+
+
+def _write_attributes(group: h5py.Group, values: Mapping, units: Mapping) -> None:
+    """Write ``values`` as attributes of ``group``, each dimensioned one with its ``<name>_units``.
+
+    A mapping value becomes a subgroup (with the units ``units[name]``, if that is a mapping);
+    a ScanSpec or an InstrumentInfo its ``to_dict()``.
+    """
+    for name, value in values.items():
+        name, unit = str(name), units.get(name, "")
+        if isinstance(value, (ScanSpec, InstrumentInfo)):
+            value = value.to_dict()
+        if isinstance(value, Mapping):
+            _write_attributes(group.create_group(name), value, unit if isinstance(unit, Mapping) else {})
+            continue
+        stored = _attribute(value)
+        group.attrs[name] = stored
+        # A number has a unit; a flag, a repr or None does not.
+        number = isinstance(stored, (int, float)) and not isinstance(stored, bool)
+        if isinstance(unit, str) and unit and (number or isinstance(stored, np.ndarray) and stored.dtype.kind in "iuf"):
+            group.attrs[name + UNITS_SUFFIX] = unit
+
+
+def _plain_attribute(value: object) -> object:
+    """An attribute as plain data: arrays as lists, numpy scalars as Python ones, empty as None."""
+    if isinstance(value, h5py.Empty):
+        return None
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return _scalar(value)
+
+
+def _read_attributes(group: h5py.Group, skip: tuple[str, ...] = ()) -> dict:
+    """Inverse of :func:`_write_attributes`: the values (without their units) and subgroups as dicts."""
+    attrs = group.attrs
+    out = {
+        name: _plain_attribute(attrs[name])
+        for name in attrs
+        if name not in skip and not (name.endswith(UNITS_SUFFIX) and name.removesuffix(UNITS_SUFFIX) in attrs)
+    }
+    out.update({name: _read_attributes(sub) for name, sub in group.items() if isinstance(sub, h5py.Group)})
+    return out
 
 
 def _scalar(value: object) -> object:
@@ -149,13 +237,18 @@ def _write_result(group: h5py.Group, result: object, source: str) -> None:
         write_scan_group(group, result, source)
     elif isinstance(result, PulseRecord):
         group.attrs["kind"] = "PulseRecord"
-        group.attrs.update({f.name: getattr(result, f.name) for f in fields(PulseRecord)})
+        _write_attributes(group, {f.name: getattr(result, f.name) for f in fields(PulseRecord)}, PulseRecord.UNITS)
     elif isinstance(result, InstrumentInfo):
         group.attrs["kind"] = "InstrumentInfo"
-        group.attrs["json"] = _dumps(result.to_dict())
+        _write_attributes(group, result.to_dict(), _info_units(result))
     else:
         group.attrs["kind"] = "json"
         group.attrs["json"] = _dumps(result)
+
+
+def _info_units(info: InstrumentInfo) -> dict:
+    """Units of ``info.to_dict()``: of its hardware, limits and options."""
+    return {"hardware": HardwareSpec.UNITS, "limits": SafetyLimits.UNITS, "options": dict(info.option_units)}
 
 
 def _create_file(path: Path, overwrite: bool) -> h5py.File:
@@ -222,9 +315,6 @@ class Recorder:
             backend=info.backend,
             backend_url=info.url,
             protocol_version=info.protocol_version,
-            hardware=_dumps(info.hardware.to_dict()),
-            limits=_dumps(info.limits.to_dict()),
-            options=_dumps(dict(info.options)),
             # Wall-clock time is file metadata here, never physics.
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -233,6 +323,8 @@ class Recorder:
         file = _create_file(path, overwrite)
         try:
             file.attrs.update(meta)
+            described = info.to_dict()
+            _write_attributes(file, {name: described[name] for name in _JSON_METADATA}, _info_units(info))
             self._commands = file.create_group("commands")
             file.flush()
         except Exception as exc:
@@ -285,7 +377,9 @@ class Recorder:
         name = f"{self._count:06d}"
         try:
             group = self._commands.create_group(name)
-            group.attrs.update(index=self._count, verb=verb, args=_dumps(args), start=start, end=end)
+            group.attrs.update(index=self._count, verb=verb)
+            _write_attributes(group, {"start": start, "end": end}, {"start": "s", "end": "s"})
+            _write_attributes(group.create_group("args"), args, ARGUMENT_UNITS)
             if error is not None:
                 group.attrs.update(error_type=type(error).__name__, error_message=str(error))
             if result is not None:
@@ -418,8 +512,10 @@ def _read_result(group: h5py.Group) -> object:
         return _read_scan(group)
     if kind == "PulseRecord":
         return PulseRecord(**{f.name: _scalar(group.attrs[f.name]) for f in fields(PulseRecord)})
-    if kind in ("InstrumentInfo", "json"):
+    if kind in ("InstrumentInfo", "json") and "json" in group.attrs:  # format 1, or a plain result
         return json.loads(group.attrs["json"])
+    if kind == "InstrumentInfo":
+        return _read_attributes(group, skip=("kind",))
     raise RecordingError(
         f"result {group.name!r} has unknown kind {kind!r}; read the file with the pfmtwin that wrote it"
     )
@@ -433,7 +529,7 @@ def _read_command(group: h5py.Group) -> Command:
     return Command(
         index=int(attrs["index"]),
         verb=str(attrs["verb"]),
-        args=json.loads(attrs["args"]),
+        args=_read_attributes(group["args"]) if "args" in group else json.loads(attrs["args"]),
         start=float(attrs["start"]),
         end=float(attrs["end"]),
         result=_read_result(group["result"]) if "result" in group else None,
@@ -470,9 +566,15 @@ def read_session(path: str | PathLike) -> Session:
                 f"{str(path)!r} is not a pfmtwin session (format={file.attrs.get('format')!r}, "
                 f"expected {FORMAT!r}); open it with h5py instead"
             )
+        version = _scalar(file.attrs.get("format_version"))
+        if version not in (1, FORMAT_VERSION):
+            raise RecordingError(
+                f"{str(path)!r} has format_version {version!r}; this pfmtwin reads 1 and {FORMAT_VERSION}: "
+                f"upgrade pfmtwin to read it"
+            )
         metadata = {key: _scalar(value) for key, value in file.attrs.items()}
         for key in _JSON_METADATA:
-            metadata[key] = json.loads(metadata[key])
+            metadata[key] = json.loads(metadata[key]) if version == 1 else _read_attributes(file[key])
         commands, incomplete = [], []
         records = file["commands"]
         for name in sorted(records, key=int):

@@ -15,11 +15,13 @@ from control.errors import UrlError
 
 @dataclass(frozen=True)
 class Option:
-    """One accepted URL option: how to convert its text, its default, and a one-line help."""
+    """One accepted URL option: how to convert its text, its default, a one-line help, and its
+    SI unit ("" for a count, a name or a factor), which ``info().option_units`` reports."""
 
     convert: Callable[[str], object]
     default: object
     help: str
+    unit: str = ""
 
 
 def split(url: str) -> tuple[str, str, dict[str, str]]:

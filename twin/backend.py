@@ -64,14 +64,17 @@ ACCEPTED = {
     "day": Option(_ranged(int, 0, 2**31 - 1), 0, "int >= 0: the instrument's day"),
     "grid": Option(_ranged(int, 32, 1024), None, "pixels per side, 32-1024 (default: 7.8 nm pixels)"),
     "field": Option(_ranged(float, 0.1e-6, 10e-6, " m"), None,
-                    "film side in m, 1e-7 to 1e-5 (default 5e-6, or the size of the init image)"),
+                    "film side in m, 1e-7 to 1e-5, also the scanner's range (default 5e-6, or the size of the init image)",
+                    "m"),
     "disorder": Option(_ranged(float, 0.0, 5.0), _FILM.disorder, "random-field strength, 0-5"),
-    "temperature": Option(_ranged(float, -273.0, 480.0, " C"), _FILM.temperature, "deg C, below 480"),
-    "thickness": Option(_ranged(float, 5e-9, 500e-9, " m"), _FILM.thickness, "film thickness in m"),
-    "tip_radius": Option(_ranged(float, 2e-9, 300e-9, " m"), None, "tip apex radius in m (default: the day's)"),
+    "temperature": Option(_ranged(float, -273.0, 480.0, " C"), _FILM.temperature, "deg C, below 480", "degC"),
+    "thickness": Option(_ranged(float, 5e-9, 500e-9, " m"), _FILM.thickness, "film thickness in m", "m"),
+    "tip_radius": Option(_ranged(float, 2e-9, 300e-9, " m"), None, "tip apex radius in m (default: the day's)",
+                         "m"),
     "noise": Option(_ranged(float, 0.0, 10.0), 1.0, "multiplier of the day's measurement noise, 0-10"),
     "texture": Option(_ranged(float, 0.0, 1.0), 1.0, "share of the film's a/c non-uniformity, 0 (uniform) to 1"),
-    "drift": Option(_ranged(float, 0.0, 1e-8, " m/s"), None, "thermal drift speed in m/s (default: the day's)"),
+    "drift": Option(_ranged(float, 0.0, 1e-8, " m/s"), None, "thermal drift speed in m/s (default: the day's)",
+                    "m/s"),
     "scanner": Option(_choice("open", "closed"), "open", "open (hysteresis and creep) | closed (sensor noise)"),
     "init": Option(_init, _FILM.init, "|".join(INITS) + "|PATH of an NSID phase image"),
 }
@@ -160,4 +163,5 @@ def parse_twin_url(url: str) -> tuple[TwinConfig, dict]:
 def open_twin(url: str, env: simpy.Environment | None = None) -> TwinMicroscope:
     """Open the twin described by ``url`` on ``env`` (default: a new virtual-time environment)."""
     config, opts = parse_twin_url(url)
-    return TwinMicroscope(config, url=url, options=opts, env=env)
+    units = {name: option.unit for name, option in ACCEPTED.items() if option.unit}
+    return TwinMicroscope(config, url=url, options=opts, option_units=units, env=env)

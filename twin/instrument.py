@@ -29,15 +29,39 @@ LineHook = Callable[[int, float, dict[str, np.ndarray]], None]
 
 @dataclass(frozen=True)
 class TwinConfig:
-    """Everything that defines a twin instrument; ``twin://`` URL options map onto it."""
+    """Everything that defines a twin instrument; ``twin://`` URL options map onto it.
+
+    Attributes:
+        seed: the sample.
+        day: the instrument's state that day.
+        film: the simulated film; it is periodic with period ``film.size``.
+        scanner: the piezo scanner's imperfections.
+        pfm: the signal chain.
+        hardware: the controller. Default: the standard controller with its scanner range cut to
+            the film (``min(scan_range, film.size)``). Its scanner may not reach past the film:
+            the film is periodic, so a scan there would show a copy of it.
+        origin: scanner position (x, y) of the film's corner, m; each at most 0.
+    """
 
     seed: int = 0
     day: int = 0
     film: FilmParams = field(default_factory=FilmParams)
     scanner: ScannerParams = field(default_factory=ScannerParams)
     pfm: PfmParams = field(default_factory=PfmParams)
-    hardware: HardwareSpec = DEFAULT_HARDWARE
+    hardware: HardwareSpec | None = None
     origin: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        reach = self.film.size + min(self.origin)  # where the film ends first, in scanner coordinates
+        if self.hardware is None:
+            hardware = replace(DEFAULT_HARDWARE, scan_range=min(DEFAULT_HARDWARE.scan_range, reach))
+            object.__setattr__(self, "hardware", hardware)
+        if max(self.origin) > 0 or self.hardware.scan_range > reach:
+            raise ValueError(
+                f"the scanner reaches [0, {self.hardware.scan_range!r}] m but the film covers "
+                f"[{max(self.origin)!r}, {reach!r}] m of it: the film is periodic, so the scanner would image "
+                f"a copy of it; give hardware=None (the scanner spans the film), a smaller scan_range or a larger film"
+            )
 
 
 class TwinMicroscope:
@@ -47,6 +71,7 @@ class TwinMicroscope:
         config: the instrument and sample definition.
         url: the URL it was opened with (reported by ``info()``).
         options: the URL options in force (reported by ``info()``).
+        option_units: SI unit of each dimensioned option (reported by ``info()``).
         env: the simpy environment to run on; default: a new virtual-time one.
     """
 
@@ -56,11 +81,13 @@ class TwinMicroscope:
         *,
         url: str = "twin://",
         options: dict | None = None,
+        option_units: dict | None = None,
         env: simpy.Environment | None = None,
     ) -> None:
         self.config = config
         self.url = url
         self.options = dict(options or {"seed": config.seed})
+        self.option_units = dict(option_units or {})
         self.env = env if env is not None else simpy.Environment()
         # The sample's streams depend on the seed only; the instrument's on the seed and the day,
         # so another day images the same domains through a different-looking instrument.
@@ -89,6 +116,7 @@ class TwinMicroscope:
             hardware=self.config.hardware,
             limits=SafetyLimits.from_hardware(self.config.hardware),
             options=dict(self.options),
+            option_units=dict(self.option_units),
         )
 
     def now(self) -> float:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -244,6 +245,7 @@ def test_a_record_cut_short_is_reported_not_returned(tmp_path):
 
 CRASH_WRITER = """
 import sys
+import warnings
 sys.path.insert(0, {root!r})
 from tests.control.test_recording import Recorder, open_twin, workload
 with Recorder(open_twin(), {path!r}) as scope:
@@ -322,3 +324,139 @@ def test_reading_a_missing_or_foreign_file_is_a_recording_error(tmp_path):
         f["data"] = np.zeros(3)
     with pytest.raises(control.RecordingError, match=r"not a pfmtwin session"):
         read_session(tmp_path / "other.h5")
+
+
+# -- units and pycroscopy-readable metadata (issue 11) --------------------------------------------
+
+
+def test_every_recorded_quantity_carries_its_units(recorded):
+    session, _ = recorded
+    with h5py.File(session.path, "r") as f:
+        assert f.attrs["format_version"] == 2
+        pulse = f["commands/000003"]
+        assert pulse.attrs["verb"] == "apply_pulse"
+        assert (pulse.attrs["start_units"], pulse.attrs["end_units"]) == ("s", "s")
+        args = pulse["args"]
+        assert {k: args.attrs[f"{k}_units"] for k in ("x", "y", "amplitude", "width")} == {
+            "x": "m", "y": "m", "amplitude": "V", "width": "s"}
+        record = pulse["result"].attrs
+        assert {k: record[f"{k}_units"] for k in ("x", "y", "amplitude", "width", "start", "requested_amplitude",
+                                                 "requested_width")} == {
+            "x": "m", "y": "m", "amplitude": "V", "width": "s", "start": "s", "requested_amplitude": "V",
+            "requested_width": "s"}
+        assert "cycles_units" not in record  # a count of clock cycles has no unit
+        move = f["commands/000002/args"]
+        assert (move.attrs["speed"], move.attrs["speed_units"]) == (1e-6, "m/s")
+        spec = f["commands/000001/args/spec"].attrs
+        assert list(spec["center"]) == list(SPEC.center) and spec["center_units"] == "m"
+        assert (spec["line_rate"], spec["line_rate_units"], spec["path"]) == (SPEC.line_rate, "Hz", "raster")
+        assert (f["hardware"].attrs["scan_range_units"], f["hardware"].attrs["clock_units"]) == ("m", "Hz")
+        assert f["hardware/registers"].attrs["PULSE_TRIGGER"] == control.hardware.REGISTER_MAP["PULSE_TRIGGER"]
+        assert (f["limits"].attrs["bias_max"], f["limits"].attrs["bias_max_units"]) == (10.0, "V")
+        assert list(f["limits"].attrs["line_rate_range"]) == [0.01, 10.0]
+        assert f["limits"].attrs["line_rate_range_units"] == "Hz"
+        assert f["options"].attrs["seed"] == 1 and f["options"].attrs["field_units"] == "m"
+        info = f["commands/000000/result"]
+        assert info.attrs["kind"] == "InstrumentInfo" and info["limits"].attrs["tip_speed_min_units"] == "m/s"
+        # No JSON strings left: every number is an HDF5 number a generic tool can read.
+        for name in ("hardware", "limits", "options"):
+            assert name not in f.attrs
+        assert "args" not in pulse.attrs and "json" not in info.attrs
+
+
+def test_a_move_with_the_default_speed_records_none_as_an_empty_attribute(tmp_path):
+    path = tmp_path / "none.h5"
+    with Recorder(control.Guarded(FakeBackend()), path) as scope:
+        scope.move_tip(1e-6, 2e-6)
+    (move,) = read_session(path).commands
+    assert move.args == {"x": 1e-6, "y": 2e-6, "speed": None}
+    with h5py.File(path, "r") as f:
+        assert isinstance(f["commands/000000/args"].attrs["speed"], h5py.Empty)
+
+
+def test_refused_arguments_of_any_kind_are_recorded(tmp_path):
+    path = tmp_path / "odd.h5"
+    odd = [(10**400, 1e-6), (np.float32(1e-6), [1, "a"]), (1e-6, True), (np.array(1e-6), 1e-6)]
+    with Recorder(control.Guarded(FakeBackend()), path) as scope:
+        for x, y in odd:
+            with pytest.raises(control.InvalidArgumentError):
+                scope.move_tip(x, y)
+        with pytest.raises(control.InvalidArgumentError):
+            scope.scan({"center": (0, 0), "size": np.array([1e-6, 1e-6])})
+    args = [c.args for c in read_session(path).commands]
+    assert args[0] == {"x": "(an int of 401 digits)", "y": 1e-6, "speed": None}
+    assert args[1] == {"x": float(np.float32(1e-6)), "y": "[1, 'a']", "speed": None}
+    assert args[2] == {"x": 1e-6, "y": True, "speed": None}
+    assert args[3] == {"x": "array(1.e-06)", "y": 1e-6, "speed": None}
+    assert args[4] == {"spec": {"center": [0, 0], "size": [1e-6, 1e-6]}}
+
+
+def test_sidpy_reads_the_metadata_with_its_units_and_scifireaders_the_scans(recorded):
+    import sidpy.hdf.hdf_utils
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You don't have igor2 installed", category=ImportWarning)
+        import SciFiReaders
+
+    session, sent = recorded
+    with h5py.File(session.path, "r") as f:
+        limits = sidpy.hdf.hdf_utils.h5_group_to_dict(f["limits"], {})["limits"]
+        hardware = sidpy.hdf.hdf_utils.h5_group_to_dict(f["hardware"], {})["hardware"]
+    assert limits["tip_speed_max"] == sent["info"].limits.tip_speed_max and limits["tip_speed_max_units"] == "m/s"
+    assert hardware["registers"]["ID"] == 0 and hardware["drive_amplitude_units"] == "V"
+    reader = SciFiReaders.NSIDReader(str(session.path))
+    try:
+        datasets = list(reader.read().values())
+    finally:
+        reader.close()
+    assert sorted(ds.title for ds in datasets) == ["amplitude", "height", "phase"]  # the raster; not the spiral
+    for ds in datasets:
+        np.testing.assert_array_equal(np.asarray(ds), sent["raster"].channels[ds.title])
+
+
+def write_version_1(path: Path, info: InstrumentInfo, pulse: PulseRecord) -> None:
+    """A session file as pfmtwin wrote it before units (format_version 1): JSON strings, bare numbers."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="pfmtwin.session", format_version=1, sample="A7", material="PbTiO3", investigator="",
+                       project="", instrument=info.identity, software_version="0.9", seed=3, backend=info.backend,
+                       backend_url=info.url, protocol_version=info.protocol_version,
+                       hardware=json.dumps(info.hardware.to_dict()),
+                       limits=json.dumps({k: v for k, v in info.limits.to_dict().items()
+                                          if k not in ("tip_speed_min", "duration_max")}),
+                       options=json.dumps(info.options), created="2026-11-30T10:00:00+00:00")
+        commands = f.create_group("commands")
+        first = commands.create_group("000000")
+        first.attrs.update(index=0, verb="info", args="{}", start=0.0, end=0.0)
+        first.create_group("result").attrs.update(kind="InstrumentInfo", json=json.dumps(info.to_dict()))
+        first.attrs["complete"] = True
+        second = commands.create_group("000001")
+        second.attrs.update(index=1, verb="apply_pulse", start=0.0, end=pulse.end,
+                            args=json.dumps({"x": 1e-6, "y": 1e-6, "amplitude": 1.0, "width": 1e-3}))
+        result = second.create_group("result")
+        result.attrs["kind"] = "PulseRecord"
+        result.attrs.update({name: getattr(pulse, name) for name in PulseRecord.__dataclass_fields__})
+        second.attrs["complete"] = True
+
+
+def test_a_version_1_session_still_reads(tmp_path):
+    backend = FakeBackend()
+    info, pulse = backend.info(), backend.apply_pulse(1e-6, 1e-6, 1.0, 1e-3)
+    write_version_1(tmp_path / "v1.h5", info, pulse)
+    session = read_session(tmp_path / "v1.h5")
+    assert session.metadata["hardware"] == json.loads(json.dumps(info.hardware.to_dict()))
+    assert session.metadata["options"] == {"seed": 3} and session.metadata["limits"]["bias_max"] == 10.0
+    assert [c.verb for c in session.commands] == ["info", "apply_pulse"]
+    assert session.commands[0].result == json.loads(json.dumps(info.to_dict()))
+    assert session.commands[1].args == {"x": 1e-6, "y": 1e-6, "amplitude": 1.0, "width": 1e-3}
+    assert session.pulses() == [pulse]
+
+
+def test_a_session_from_a_newer_pfmtwin_is_refused(tmp_path):
+    path = tmp_path / "new.h5"
+    with Recorder(control.Guarded(FakeBackend()), path):
+        pass
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 3
+    with pytest.raises(control.RecordingError, match=r"new\.h5' has format_version 3; this pfmtwin reads 1 and 2: "
+                       r"upgrade pfmtwin"):
+        read_session(path)
