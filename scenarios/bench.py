@@ -21,17 +21,26 @@ def _times(fn, repeat: int) -> list[float]:
     return out
 
 
+def _image(scope, lines: int = 256) -> control.ScanSpec:
+    """A 256-point image at 1 Hz, 1 um wide (or the scanner's half range if smaller), centred."""
+    reach = scope.info().hardware.scan_range
+    side = min(1e-6, reach / 2)
+    return control.ScanSpec(center=(reach / 2, reach / 2), size=(side, side), pixels=(256, lines), line_rate=1.0)
+
+
 def bench_twin(url: str = "twin://?seed=7", repeat: int = 10) -> dict:
     """Seconds for a 256 x 256 three-channel scan and for one 0.25 ms pulse with relaxation."""
     t = time.perf_counter()
     scope = control.connect(url)
     open_time = time.perf_counter() - t
     with scope:
-        spec = control.ScanSpec(center=(1e-6, 1e-6), size=(1e-6, 1e-6), pixels=(256, 256), line_rate=1.0)
+        spec = _image(scope)
         scope.scan(spec)  # warm-up (caches, JIT)
         scans = _times(lambda: scope.scan(spec), repeat)
-        sites = iter([(0.6e-6 + 0.08e-6 * (k % 10), 0.6e-6 + 0.08e-6 * (k // 10)) for k in range(1000)])
-        scope.apply_pulse(0.5e-6, 0.5e-6, 7.74, 0.25e-3)  # warm-up
+        (cx, cy), (side, _) = spec.center, spec.size
+        sites = iter([(cx + side * (0.08 * (k % 10) - 0.4), cy + side * (0.08 * ((k // 10) % 10) - 0.4))
+                      for k in range(1000)])
+        scope.apply_pulse(cx, cy, 7.74, 0.25e-3)  # warm-up
         pulses = _times(lambda: scope.apply_pulse(*next(sites), 7.74, 0.25e-3), repeat)
     scan_s, pulse_s = statistics.median(scans), statistics.median(pulses)
     real_scan_s = spec.duration  # 256 lines at 1 Hz
@@ -87,8 +96,8 @@ def _round_trips(url: str, count: int) -> dict:
 def bench_emulator(url: str = "twin://?seed=7", repeat: int = 5) -> dict:
     """Round trips over socket and pty, the cost of moving an image, real-time lag per line."""
     twin_options = url.partition("?")[2]
-    spec = control.ScanSpec(center=(1e-6, 1e-6), size=(1e-6, 1e-6), pixels=(256, 256), line_rate=1.0)
     with control.connect(url) as scope:
+        spec = _image(scope)
         scope.scan(spec)
         in_process = statistics.median(_times(lambda: scope.scan(spec), repeat))
     out: dict = {"benchmark": "emulator", "twin": twin_options}
@@ -106,7 +115,7 @@ def bench_emulator(url: str = "twin://?seed=7", repeat: int = 5) -> dict:
     lines = 10
     with _Emulator("--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", twin_options) as emu:
         with control.connect(emu.url) as scope:
-            line_spec = control.ScanSpec(center=(1e-6, 1e-6), size=(1e-6, 1e-6), pixels=(256, lines), line_rate=1.0)
+            line_spec = _image(scope, lines)
             xs, ys = line_spec.positions()
             scope.move_tip(float(xs[0, 0]), float(ys[0, 0]))  # so no approach move falls inside the timing
             arrivals = []

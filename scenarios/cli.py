@@ -130,8 +130,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--statistics", default=None, metavar="NAME,NAME",
                    help="statistics to check (default: all but phase_up and phase_down, see scenarios.realism)")
     s.add_argument("--rule", default="paired", help="paired (default; needs 3 or more real scans) or range")
-    s.add_argument("--alpha", type=float, default=0.05,
-                   help="family-wise false-alarm rate of the paired rule over the checked statistics (default 0.05)")
+    s.add_argument("--alpha", type=float, default=0.1,
+                   help="family-wise false-alarm rate of the paired rule over the checked statistics (default 0.1)")
     s.set_defaults(func=_realism)
 
     # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.

@@ -30,8 +30,8 @@ class DemoConfig:
         pulses: number of bias pulses.
         rescan_every: re-scan after this many pulses.
         seed: seed of the experiment's own choices (pulse sites, voltages, widths).
-        center: image center (x, y), m.
-        size: image side, m.
+        center: image center (x, y), m (None: the middle of the scanner range).
+        size: image side, m (None: half the scanner range, at most 1 um).
         pixels: points per line and lines.
         line_rate: Hz.
         voltage: (min, max) pulse magnitude, V; the sign is random.
@@ -43,8 +43,8 @@ class DemoConfig:
     pulses: int = 20
     rescan_every: int = 5
     seed: int = 1
-    center: tuple[float, float] = (1e-6, 1e-6)
-    size: float = 1e-6
+    center: tuple[float, float] | None = None
+    size: float | None = None
     pixels: int = 128
     line_rate: float = 1.0
     voltage: tuple[float, float] = (4.0, 10.0)
@@ -57,13 +57,15 @@ def run(config: DemoConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     session = out / "session.h5"
     rng = np.random.default_rng(config.seed)
-    spec = control.ScanSpec(
-        center=config.center, size=(config.size, config.size),
-        pixels=(config.pixels, config.pixels), line_rate=config.line_rate,
-    )
     metadata = {"sample": "PbTiO3 film (twin)", "project": "pfmtwin demo", "investigator": "pfmtwin demo"}
     records = []
     with Recorder(control.connect(config.url), session, metadata=metadata, overwrite=True) as scope:
+        reach = scope.info().hardware.scan_range
+        size = config.size if config.size is not None else min(1e-6, reach / 2)
+        spec = control.ScanSpec(
+            center=config.center if config.center is not None else (reach / 2, reach / 2), size=(size, size),
+            pixels=(config.pixels, config.pixels), line_rate=config.line_rate,
+        )
         scans = 1 + config.pulses // config.rescan_every
         bar = tqdm(total=config.pulses + scans, desc="wall-pulse experiment", unit="step", disable=not progress)
         before = current = scope.scan(spec)

@@ -10,7 +10,7 @@ Two rules decide what is flagged (``--rule``):
 ``paired`` (default): a statistic is flagged when the backend's values differ from the real
     ones, scan for matching scan, by more than the real scans' own spread explains: a paired
     t-test of the differences (one pair per real scan, so scan size, pixels and line rate
-    cancel), at a family-wise false-alarm rate ``alpha`` (default 5 %) over the checked
+    cancel), at a family-wise false-alarm rate ``alpha`` (default 10 %) over the checked
     statistics (Bonferroni). Needs three or more real scans defining the statistic. Pairs whose
     backend value is undefined (NaN: e.g. no wall dip to measure) are left out and counted; a
     statistic the backend defines on fewer than three of them is flagged.
@@ -59,7 +59,7 @@ DEFAULT_STATISTICS = tuple(name for name in STATISTICS if name not in UNCHECKED)
 #: The rules that can flag a statistic (see the module's docstring); the first is the default.
 RULES = ("paired", "range")
 #: Default family-wise false-alarm rate of the paired rule.
-ALPHA = 0.05
+ALPHA = 0.1
 #: Fewest real scans defining a statistic for the paired rule to test it (two degrees of freedom).
 MIN_PAIRS = 3
 #: Scale on which the paired rule compares each statistic (unlisted: as it is). Positive scale
@@ -214,7 +214,7 @@ def check_rule(rule: str, alpha: float, real_count: int) -> None:
     if rule not in RULES:
         raise control.InvalidArgumentError(f"--rule {rule!r} is not a rule; use one of {', '.join(RULES)}")
     if not 0.0 < alpha < 1.0:
-        raise control.InvalidArgumentError(f"--alpha {alpha} must lie in (0, 1); use e.g. 0.05")
+        raise control.InvalidArgumentError(f"--alpha {alpha} must lie in (0, 1); use e.g. 0.1")
     if rule == "paired" and real_count < MIN_PAIRS:
         raise control.InvalidArgumentError(
             f"the paired rule needs at least {MIN_PAIRS} real scans, got {real_count}; "

@@ -64,7 +64,7 @@ ACCEPTED = {
     "day": Option(_ranged(int, 0, 2**31 - 1), 0, "int >= 0: the instrument's day"),
     "grid": Option(_ranged(int, 32, 1024), None, "pixels per side, 32-1024 (default: 7.8 nm pixels)"),
     "field": Option(_ranged(float, 0.1e-6, 10e-6, " m"), None,
-                    "film side in m, 1e-7 to 1e-5, also the scanner's range (default 5e-6, or the size of the init image)",
+                    "film side in m, 1e-7 to 1e-5, also the scanner's range (default 5.25e-6, or the size of the init image)",
                     "m"),
     "disorder": Option(_ranged(float, 0.0, 5.0), _FILM.disorder, "random-field strength, 0-5"),
     "temperature": Option(_ranged(float, -273.0, 480.0, " C"), _FILM.temperature, "deg C, below 480", "degC"),

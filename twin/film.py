@@ -59,8 +59,8 @@ class FilmParams:
         creep: the creep law.
     """
 
-    grid: int = 640
-    size: float = 5e-6
+    grid: int = 672
+    size: float = 5.25e-6  # a 5 um scan (and the real 5.02 um one) fits
     thickness: float = 50e-9
     temperature: float = 25.0
     disorder: float = 0.2

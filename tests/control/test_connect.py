@@ -152,7 +152,7 @@ def test_the_twin_scans_only_its_film_never_a_periodic_copy():
     with control.connect(MAZE) as scope:
         info = scope.info()
         field = info.options["field"]
-        assert field == 5e-6 and info.hardware.scan_range == field
+        assert field == 5.25e-6 and info.hardware.scan_range == field
         assert info.limits.x_range == info.limits.y_range == (0.0, field)
         # The whole reported range, edge to edge: its two halves are two different parts of the film.
         whole = scope.scan(control.ScanSpec(center=(field / 2, field / 2), size=(field, field), pixels=(64, 16),
@@ -163,20 +163,20 @@ def test_the_twin_scans_only_its_film_never_a_periodic_copy():
         # Past the edge is refused, naming the extent and the range, and nothing happens.
         before = scope.now()
         beyond = control.ScanSpec(center=(field, field / 2), size=(field, 1e-6), pixels=(64, 8), line_rate=10.0)
-        with pytest.raises(control.LimitError, match=r"scan x extent \[2\.5e-06, 7\.5\d*e-06\] m leaves the scanner "
-                           r"range \[0\.0, 5e-06\] m"):
+        with pytest.raises(control.LimitError, match=r"scan x extent \[2\.625e-06, 7\.875\d*e-06\] m leaves the scanner "
+                           r"range \[0\.0, 5\.25e-06\] m"):
             scope.scan(beyond)
-        with pytest.raises(control.LimitError, match=r"x=6e-06 m is outside the scanner range \[0\.0, 5e-06\] m"):
+        with pytest.raises(control.LimitError, match=r"x=6e-06 m is outside the scanner range \[0\.0, 5\.25e-06\] m"):
             scope.apply_pulse(6e-6, 1e-6, 5.0, 1e-3)
         assert scope.now() == before
 
 
 def test_limits_as_wide_as_the_default_hardware_are_refused_on_a_smaller_film():
     wide = control.SafetyLimits.from_hardware(bias_max=5.0)  # x_range up to 10 um
-    with pytest.raises(control.LimitError, match=r"x_range=\(0\.0, 1e-05\) m must lie in \[0, 5e-06\] m; .*"
+    with pytest.raises(control.LimitError, match=r"x_range=\(0\.0, 1e-05\) m must lie in \[0, 5\.25e-06\] m; .*"
                        r"build them from the instrument's hardware: SafetyLimits\.from_hardware\(info\(\)\.hardware"):
         control.connect(MAZE, limits=wide)
     info = control.connect(MAZE).info()
     tight = control.SafetyLimits.from_hardware(info.hardware, bias_max=5.0)
     with control.connect(MAZE, limits=tight) as scope:
-        assert scope.info().limits.x_range == (0.0, 5e-6)
+        assert scope.info().limits.x_range == (0.0, 5.25e-6)
