@@ -420,6 +420,8 @@ class Emulator:
         # A session's first IDENTIFY carries SEQ 1; a later one is a reconnect. A reconnecting
         # client we hold no record of may resend a command we executed and forgot.
         peer.forgotten = frame.seq != 1 and client_id not in self._cache
+        if frame.seq == 1:
+            self._cache.pop(client_id, None)  # a new session of this id: nothing of the last is in flight
         info = self.twin.info().to_dict()
         info.update(backend=self.backend, url=self.url, identity=f"pfmtwin {self.backend}: " + info["identity"])
         info["options"]["speed"] = self.speed if self.speed is not None else "max"

@@ -203,3 +203,26 @@ def test_a_second_client_waits_its_turn_while_the_first_works(emulators, monkeyp
         control.connect(running.url)
     thread.join(timeout=20)
     assert done.is_set()
+
+
+def test_an_id_reused_for_a_new_session_is_not_a_resend(emulators):
+    """IDENTIFY with SEQ 1 starts a session: a client reusing its id (a health check, a script
+    run twice) gets its SEQ 2 executed, not an old answer replayed or refused. Found by
+    ``pfmtwin probe``: every health check after more than 8 other clients was refused."""
+    running = emulators(OPTIONS)
+    times = []
+    for round_ in range(2):
+        probe = Raw(running.url, b"health-check....")
+        probe.identify(1)
+        probe.send(Cmd.MOVE, 2, wire.pack_move(1e-7 * (round_ + 1), 1e-7, 1e-6))
+        answer = probe.answer(2)
+        assert answer.cmd == Cmd.ACK, wire.unpack_nak(answer.payload)
+        times.append(wire.unpack_f64(answer.payload))
+        probe.close()
+        for k in range(10):  # more clients than answers are kept for
+            other = Raw(running.url, f"other-{round_}-{k:02d}".encode().ljust(16, b"."))
+            other.identify(1)
+            other.send(Cmd.NOW, 2)
+            other.answer(2)
+            other.close()
+    assert running.emulator.executed == 2 and times[1] > times[0]
