@@ -95,8 +95,8 @@ def _train(args: argparse.Namespace) -> int:
         raise LearningConfigError(f"cannot create the folder of --out {str(out)!r}: {e}; choose a writable place") from e
     options = {k: v for k, v in {
         "algo": args.algo, "particles": args.particles, "steps": args.steps, "seed": args.seed, "mode": args.mode,
-        "scheduler": args.scheduler, "workers": args.workers, "estimator": args.estimator, "alpha": args.alpha,
-        "lr": args.lr, "episodes": args.episodes, "eval_episodes": args.eval_episodes,
+        "scheduler": args.scheduler, "workers": args.workers, "host": args.host, "estimator": args.estimator,
+        "alpha": args.alpha, "lr": args.lr, "episodes": args.episodes, "eval_episodes": args.eval_episodes,
         "staleness": args.staleness}.items() if v is not None}
     result = train(args.env, args.env_kwargs, progress=True, **options)
     result.save(out)  # atomic, as every policy file
@@ -202,7 +202,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='keyword arguments of gymnasium.make, e.g. \'{"microscope": "twin://?seed=1"}\'')
     t.add_argument("--algo", choices=("svpg", "independent"), default="svpg")
     t.add_argument("--particles", type=int, default=8)
-    t.add_argument("--steps", type=int, required=True, help="environment-step budget, summed over particles")
+    t.add_argument("--steps", type=int, required=True,
+                   help="environment-step budget, summed over particles; no episode starts past a rollout's share "
+                        "of it, so a run passes it by at most one episode per rollout in flight (the bar and "
+                        "env_steps count every step run)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="policy file to write (.pt); the learning curve goes beside it (.png)")
     t.add_argument("--force", action="store_true", help="overwrite --out and its .png")
@@ -211,6 +214,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "as its rollout arrives (load-balanced); serial: in this process, no Dask")
     t.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (default: a LocalCluster)")
     t.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default 2)")
+    t.add_argument("--host", default=None,
+                   help="interface the LocalCluster listens on (default 127.0.0.1: this machine only; "
+                        "0.0.0.0: every interface, and anyone reaching it can run code on the workers)")
     t.add_argument("--estimator", choices=("reinforce", "a2c"), default=None, help="base estimator (default reinforce)")
     t.add_argument("--alpha", type=float, default=None, help="SVPG temperature (default 0.01)")
     t.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.01)")

@@ -39,6 +39,7 @@ from learning.files import load, plain, save
 from learning.svpg import LearningConfigError
 
 __all__ = [
+    "ENTRIES",
     "FILE_FORMAT",
     "NumpyActor",
     "Policy",
@@ -432,18 +433,47 @@ def save_policy(path: str | os.PathLike[str], content: PolicyFile) -> None:
     save(path, data, PolicyFileError)
 
 
+#: Entries of a policy file and their types (checked on loading, before anything reads them).
+ENTRIES: dict[str, type | tuple[type, ...]] = {
+    "env_id": str, "env_kwargs": (dict, list), "spec": dict, "actor": torch.Tensor, "critic": torch.Tensor,
+    "final_returns": list, "info": dict,
+}
+
+
 def load_policy(path: str | os.PathLike[str]) -> PolicyFile:
     """Read a policy file with ``torch.load(weights_only=True)``.
 
+    Every entry is checked here (types, the spec, the vectors' shapes against it, one return
+    and keyword dict per particle), so a bad file fails when it is loaded, naming the entry.
+
     Raises:
-        PolicyFileError: missing, unreadable, or not a pfmtwin policy file of a known version.
+        PolicyFileError: missing, unreadable, not a PyTorch file, not a pfmtwin policy file of a
+            known version, or an entry missing or garbled.
     """
     p = os.fspath(path)
-    data = load(p, FILE_FORMAT, "policy file", PolicyFileError, "write one with 'pfmtwin agent train ... --out FILE'")
-    spec = PolicySpec.from_dict(data["spec"])
-    actor = data["actor"].numpy()
-    critic = data["critic"].numpy()
-    if actor.ndim != 2 or actor.shape[1] != spec.actor_size:
-        raise PolicyFileError(f"{p!r}: actor shape {actor.shape!r} does not match its spec ({spec.actor_size} parameters)")
-    return PolicyFile(env_id=data["env_id"], env_kwargs=data["env_kwargs"], spec=spec, actor=actor, critic=critic,
-                      final_returns=np.asarray(data["final_returns"], dtype=float), info=data["info"])
+    fix = "write one with 'pfmtwin agent train ... --out FILE'"
+    data = load(p, FILE_FORMAT, "policy file", PolicyFileError, fix, ENTRIES)
+
+    def garbled(entry: str, why: str) -> PolicyFileError:
+        return PolicyFileError(f"policy file {p!r} has a garbled entry {entry!r}: {why}; {fix}")
+
+    try:
+        spec = PolicySpec.from_dict(data["spec"])
+    except KeyError as e:
+        raise garbled("spec", f"no key {e.args[0]!r}") from e
+    except (TypeError, ValueError, AttributeError) as e:  # LearningConfigError is a ValueError
+        raise garbled("spec", " ".join(str(e).split())) from e
+    actor, critic = (data[k].detach().to(torch.float32).numpy() for k in ("actor", "critic"))
+    if actor.ndim != 2 or len(actor) < 1 or actor.shape[1] != spec.actor_size:
+        raise garbled("actor", f"shape {actor.shape!r}; its spec needs (particles >= 1, {spec.actor_size})")
+    n = len(actor)
+    if critic.shape != (n, spec.critic_size):
+        raise garbled("critic", f"shape {critic.shape!r}; its spec and {n} particles need {(n, spec.critic_size)!r}")
+    returns = data["final_returns"]
+    if len(returns) != n or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in returns):
+        raise garbled("final_returns", f"{len(returns)} values; {n} particles need one number each")
+    kwargs = data["env_kwargs"]
+    if isinstance(kwargs, list) and (len(kwargs) != n or not all(isinstance(k, dict) for k in kwargs)):
+        raise garbled("env_kwargs", f"a list of {len(kwargs)}; {n} particles need one dict for all or one each")
+    return PolicyFile(env_id=data["env_id"], env_kwargs=kwargs, spec=spec, actor=actor, critic=critic,
+                      final_returns=np.asarray(returns, dtype=float), info=data["info"])

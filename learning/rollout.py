@@ -97,6 +97,9 @@ class RolloutTask:
         particle: index of the particle (returned unchanged).
         version: number of updates the particle had when ``actor`` was read (returned unchanged).
         gradient: compute gradients; ``False`` only plays the episodes (evaluation).
+        step_budget: start no further episode once this many steps have run (the first always
+            runs, and a running episode ends as usual), so the rollout plays at most
+            ``step_budget - 1`` steps plus one episode; ``None``: all ``config.episodes``.
     """
 
     env_id: str
@@ -109,6 +112,7 @@ class RolloutTask:
     particle: int = 0
     version: int = 0
     gradient: bool = True
+    step_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,8 @@ def _reward_to_go(rewards: np.ndarray, gamma: float, bootstrap: float) -> np.nda
 
 
 def run_rollout(task: RolloutTask) -> RolloutResult:
-    """Play ``task.config.episodes`` episodes and estimate the policy gradient.
+    """Play ``task.config.episodes`` episodes (fewer once ``task.step_budget`` steps have run) and
+    estimate the policy gradient.
 
     Args:
         task: the rollout's inputs (see :class:`RolloutTask`).
@@ -202,6 +207,8 @@ def run_rollout(task: RolloutTask) -> RolloutResult:
     env = make_env(task.env_id, task.env_kwargs, cfg.max_episode_steps, check=False)
     try:
         for e in range(int(cfg.episodes)):
+            if e > 0 and task.step_budget is not None and len(rewards) >= task.step_budget:
+                break
             obs, _ = env.reset(seed=int(seeds.generate_state(1)[0]) if e == 0 else None)
             first = len(rewards)
             while True:

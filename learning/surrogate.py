@@ -43,7 +43,7 @@ import os
 import sys
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -66,6 +66,7 @@ from learning.svpg import one_torch_thread
 from learning.wall import Wall, trace_wall
 
 __all__ = [
+    "ENTRIES",
     "FILE_FORMAT",
     "Surrogate",
     "SurrogateFileError",
@@ -492,34 +493,102 @@ class SurrogateModel:
         return h * (SCALE * sign[:, None]), ys
 
 
-def load_model(path: str | os.PathLike[str]) -> SurrogateModel:
-    """Read a model file with ``torch.load(weights_only=True)``.
+#: Entries of a model file and their types (checked on loading, before anything reads them).
+ENTRIES: dict[str, type | tuple[type, ...]] = {
+    "arch": dict, "net": dict, "in_mean": torch.Tensor, "in_std": torch.Tensor, "film": dict, "instrument": dict,
+    "provenance": dict,
+}
+
+
+def _vector(value: Any, n: int, what: str) -> np.ndarray:
+    """``value`` as float64 of shape ``(n,)``, finite, or ``ValueError`` naming ``what``."""
+    v = np.asarray(value.detach().double().numpy() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+    if v.shape != (n,) or not np.isfinite(v).all():
+        raise ValueError(f"{what} has shape {v.shape!r}, expected ({n},) finite values")
+    return v
+
+
+def _model(data: dict[str, Any], garbled: Callable[[str, str], SurrogateFileError]) -> SurrogateModel:
+    """The :class:`SurrogateModel` of a model file's content, every entry checked.
 
     Raises:
-        SurrogateFileError: missing, unreadable, or not a pfmtwin surrogate model of a known version.
+        SurrogateFileError: from ``garbled(entry, why)`` for the first entry that does not fit.
     """
-    p = os.fspath(path)
-    fix = "write one with 'pfmtwin agent surrogate fit TRANSITIONS.npz --out MODEL.pt'"
-    data = load(p, FILE_FORMAT, "surrogate model file", SurrogateFileError, fix)
+    where = "arch"
     try:
+        span, points = float(data["arch"]["span"]), int(data["arch"]["points"])
+        if not (span > 0 and math.isfinite(span)) or points < 3:
+            raise ValueError(f"span {span!r} m and points {points!r} must be > 0 and >= 3")
+        where = "net"
         net = data["net"]
-        weights = tuple((net[f"{k}.weight"].double().numpy(), net[f"{k}.bias"].double().numpy())
-                        for k in range(len(net) // 2))
+        weights = []
+        width = points + 3
+        for k in range(max(1, len(net) // 2)):
+            w, b = net[f"{k}.weight"], net[f"{k}.bias"]
+            if not (isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)):
+                raise TypeError(f"layer {k} holds a {type(w).__name__} and a {type(b).__name__}, not tensors")
+            w, b = w.detach().double().numpy(), b.detach().double().numpy()
+            if w.ndim != 2 or w.shape[1] != width or b.shape != (w.shape[0],):
+                source = f"arch points {points} + 3" if k == 0 else f"layer {k - 1}'s output"
+                raise ValueError(f"layer {k} has weight {w.shape!r} and bias {b.shape!r}; its input, {source}, is "
+                                 f"{width} wide")
+            weights.append((w, b))
+            width = w.shape[0]
+        if len(net) != 2 * len(weights) or width != points:
+            raise ValueError(f"{len(net)} tensors in {len(weights)} layers end {width} wide; arch points is {points}")
+        where = "in_mean"
+        in_mean = _vector(data["in_mean"], points + 3, f"in_mean (arch points {points} + 3)")
+        where = "in_std"
+        in_std = _vector(data["in_std"], points + 3, f"in_std (arch points {points} + 3)")
+        if not (in_std > 0).all():
+            raise ValueError(f"in_std holds {int((in_std <= 0).sum())} values <= 0; it divides the inputs")
+        where = "film"
         film = dict(data["film"])
         for key in ("y", "initial"):
             film[key] = np.asarray(film[key], dtype=np.float64)
-        return SurrogateModel(
-            weights=weights,
-            in_mean=data["in_mean"].double().numpy(),
-            in_std=data["in_std"].double().numpy(),
-            span=float(data["arch"]["span"]),
-            points=int(data["arch"]["points"]),
-            film=film,
-            instrument=dict(data["instrument"]),
-            provenance=dict(data["provenance"]),
-        )
-    except (KeyError, TypeError, AttributeError) as e:
-        raise SurrogateFileError(f"surrogate model file {p!r} lacks or garbles entry {e}; {fix}") from e
+        if film["y"].ndim != 1 or film["y"].shape != film["initial"].shape or len(film["y"]) < 2:
+            raise ValueError(f"y {film['y'].shape!r} and initial {film['initial'].shape!r} must be equal, >= 2 points")
+        field_size, back = film["field"], film.get("back")
+        for name, value in (("field", field_size), ("back", back)):
+            if value is not None and not isinstance(value, (int, float)):
+                raise TypeError(f"{name} is a {type(value).__name__}, expected a number or None")
+        for key in ("phase", "amplitude"):
+            _vector(film[key], 2, key)
+        where = "instrument"
+        instrument = dict(data["instrument"])
+        HardwareSpec.from_dict(instrument["hardware"])
+        SafetyLimits.from_dict(instrument["limits"])
+        where = "provenance"
+        provenance = dict(data["provenance"])
+        for key in ("source", "transitions", "seed"):  # read by info()
+            if key not in provenance:
+                raise KeyError(key)
+    except KeyError as e:
+        raise garbled(where, f"no key {e.args[0]!r}") from e
+    except (TypeError, AttributeError, ValueError, IndexError) as e:
+        raise garbled(where, " ".join(str(e).split())) from e
+    return SurrogateModel(weights=tuple(weights), in_mean=in_mean, in_std=in_std, span=span, points=points,
+                          film=film, instrument=instrument, provenance=provenance)
+
+
+def load_model(path: str | os.PathLike[str]) -> SurrogateModel:
+    """Read a model file with ``torch.load(weights_only=True)``.
+
+    Every entry the backend reads is checked here (types, shapes, the hardware and limits), so
+    a bad file fails when it is opened, with the file and the entry named.
+
+    Raises:
+        SurrogateFileError: missing, unreadable, not a PyTorch file, not a pfmtwin surrogate
+            model of a known version, or an entry missing or garbled.
+    """
+    p = os.fspath(path)
+    fix = "write one with 'pfmtwin agent surrogate fit TRANSITIONS.npz --out MODEL.pt'"
+    data = load(p, FILE_FORMAT, "surrogate model file", SurrogateFileError, fix, ENTRIES)
+
+    def garbled(entry: str, why: str) -> SurrogateFileError:
+        return SurrogateFileError(f"surrogate model file {p!r} has a garbled entry {entry!r}: {why}; {fix}")
+
+    return _model(data, garbled)
 
 
 def _errors(model: SurrogateModel, data: Transitions) -> dict[str, float]:

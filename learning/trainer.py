@@ -9,19 +9,21 @@
 * ``"async"``: every particle keeps a rollout in flight; whenever one arrives
   (``as_completed``) that particle alone takes an SVPG step, from the *current* parameters of
   all particles (the kernel) and the most recent gradient estimate of each (zeros before its
-  first), and is resubmitted at once. Nobody waits for the slowest rollout, so particles whose
-  episodes are cheap take more steps. When the cluster has more worker threads than particles,
-  each particle keeps ``ceil(threads / particles)`` rollouts in flight; a result computed
-  from parameters more than ``staleness`` updates of its particle old is then discarded (its
-  environment steps still count against the budget) and the particle resubmitted. With one
-  rollout in flight per particle (8 particles on 2 workers) a particle cannot move while its
-  rollout runs, so staleness is always 0.
+  first), and is resubmitted at once while budget is left. Nobody waits for the slowest
+  rollout, so particles whose episodes are cheap take more steps. When the cluster has more
+  worker threads than particles, each particle keeps ``ceil(threads / particles)`` rollouts in
+  flight; a result computed from parameters more than ``staleness`` updates of its particle
+  old is then discarded (its environment steps still count against the budget) and the
+  particle resubmitted. With one rollout in flight per particle (8 particles on 2 workers) a
+  particle cannot move while its rollout runs, so staleness is always 0.
 
 An *iteration* is ``particles`` particle updates in every mode (one SVPG step of all particles
 when synchronous), so seconds per iteration compare like for like.
 
 Dask: ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)`` by default
-(Dask starts worker processes with *spawn*), or ``Client(scheduler)`` for an existing cluster
+(Dask starts worker processes with *spawn*), listening on ``host`` only (scheduler, workers and
+the scheduler's HTTP server; default 127.0.0.1, this machine: whoever reaches a scheduler can
+run code on its workers), or ``Client(scheduler)`` for an existing cluster
 (``dask-jobqueue``, ``dask-mpi``, ``dask scheduler``): nothing else is needed. Every worker gets
 ``NUMBA_THREADING_LAYER=workqueue`` (numba's default OpenMP layer is not fork-safe,
 TOOLCHAIN.md) and ``torch.set_num_threads(1)``, and imports :mod:`learning` (registering
@@ -82,7 +84,10 @@ class TrainConfig:
     particles: int = 8
     """Number of policy particles, ``>= 1``."""
     steps: int = 100_000
-    """Training budget: environment steps summed over all particles (evaluation excluded)."""
+    """Training budget: environment steps summed over all particles (evaluation excluded). Each
+    rollout gets a share of what is left and starts no episode past it, and none starts once the
+    budget is used up; episodes already running finish, so a run takes at least ``steps`` and at
+    most ``steps`` plus one episode per rollout in flight (``env_steps`` reports them all)."""
     seed: int = 0
     """The only source of randomness (``np.random.SeedSequence``), ``>= 0``."""
     mode: str = "sync"
@@ -91,6 +96,10 @@ class TrainConfig:
     """Address of an existing Dask scheduler; ``None`` starts a LocalCluster."""
     workers: int = 2
     """Worker processes of the LocalCluster (one thread each)."""
+    host: str = "127.0.0.1"
+    """Interface the LocalCluster's scheduler, workers and HTTP server listen on: loopback (this
+    machine only) unless another is asked for (e.g. ``"0.0.0.0"``, every interface); unused
+    with ``scheduler``."""
     staleness: int = 2
     """Async: discard a rollout computed from parameters more than this many updates old."""
     estimator: str = "reinforce"
@@ -139,6 +148,7 @@ class TrainConfig:
             raise LearningConfigError(f"seed={self.seed!r} must be >= 0")
         if int(self.workers) < 1:
             raise LearningConfigError(f"workers={self.workers!r}; a LocalCluster needs at least 1 worker process")
+        _check_host(self.host)
         if int(self.staleness) < 0:
             raise LearningConfigError(f"staleness={self.staleness!r} must be >= 0 (0: only fresh rollouts)")
         if int(self.eval_episodes) < 0:
@@ -165,7 +175,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Progress:
-    """Handed to the progress callback after every particle update (async) or iteration.
+    """Handed to the progress callback after every rollout that arrives (async) or iteration.
 
     Attributes:
         env_steps: training environment steps so far.
@@ -280,8 +290,22 @@ class _WorkerSetup(WorkerPlugin):
         torch.set_num_threads(1)
 
 
+def _check_host(host: object) -> str:
+    """``host`` if it is a non-empty host name or address without a scheme or port.
+
+    Raises:
+        LearningConfigError: anything else, e.g. ``""`` or ``"tcp://127.0.0.1:8786"``.
+    """
+    if not isinstance(host, str) or not host or "://" in host or host.count(":") == 1 or host.startswith("["):
+        raise LearningConfigError(
+            f"host={host!r}; give the address of one interface without scheme or port, e.g. '127.0.0.1' "
+            "(this machine only, the default), '::1' or '0.0.0.0' (every interface)")
+    return host
+
+
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int = 2, threads: int = 1) -> Iterator[Client]:
+def dask_client(scheduler: str | None = None, workers: int = 2, threads: int = 1,
+                host: str = "127.0.0.1") -> Iterator[Client]:
     """A ``distributed.Client`` ready for rollouts; closes what it started.
 
     Args:
@@ -290,21 +314,32 @@ def dask_client(scheduler: str | None = None, workers: int = 2, threads: int = 1
         workers: worker processes of that LocalCluster, ``>= 1``.
         threads: threads per worker process, ``>= 1``. Keep 1 when rollouts compute; more
             only pays when episodes mostly *wait* (an instrument, a remote simulator).
+        host: interface that LocalCluster's scheduler, workers and the scheduler's HTTP server
+            (health, metrics; no dashboard) listen on, each on a free port. The default,
+            loopback, keeps them on this machine: anyone who reaches a scheduler can run code
+            on its workers. ``"0.0.0.0"`` opens every interface.
 
     Yields:
         The client, with every worker (also those joining later) prepared by the setup plugin.
+
+    Raises:
+        LearningConfigError: ``workers`` or ``threads`` below 1, or ``host`` not a bare address.
     """
     if int(workers) < 1:
         raise LearningConfigError(f"workers={workers!r}; a LocalCluster needs at least 1 worker process")
     if int(threads) < 1:
         raise LearningConfigError(f"threads={threads!r}; a worker process needs at least 1 thread")
+    _check_host(host)
     with contextlib.ExitStack() as stack:
         if scheduler is None:
+            http = f"[{host}]:0" if ":" in host else f"{host}:0"  # an IPv6 address takes brackets
             cluster = stack.enter_context(LocalCluster(
-                n_workers=int(workers), threads_per_worker=int(threads), processes=True, dashboard_address=None,
-                # no dashboard; the scheduler's small HTTP server (health, metrics) on a free
-                # port instead of trying 8787 (taken when two clusters run) and warning
-                scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR,
+                n_workers=int(workers), threads_per_worker=int(threads), processes=True, host=host,
+                dashboard_address=None,
+                # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port
+                # of ``host`` (":0" alone would listen on every interface) instead of trying 8787
+                # (taken when two clusters run) and warning
+                scheduler_kwargs={"dashboard_address": http}, silence_logs=logging.ERROR,
                 env={**WORKER_ENV, "NUMBA_NUM_THREADS": str(int(threads))}))
             client = stack.enter_context(Client(cluster))
         else:
@@ -356,10 +391,15 @@ class _Reporter:
         if self.callback is not None:
             self.callback(p)
         if self.bar is not None:
-            step = min(env_steps, self.budget) - self.shown
-            self.bar.update(step)
-            self.shown += step
-            self.bar.set_postfix(mean_return=f"{mean_return:.1f}", refresh=False)
+            # the bar counts the steps run; past the budget (the episodes in flight finish) its
+            # total grows with them and the budget is shown beside it
+            postfix = {"mean_return": f"{mean_return:.1f}"}
+            if env_steps > self.budget:
+                self.bar.total = env_steps
+                postfix["budget"] = str(self.budget)
+            self.bar.update(env_steps - self.shown)
+            self.shown = env_steps
+            self.bar.set_postfix(postfix, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -399,12 +439,12 @@ class _Learner:
         self.rollout_seconds = 0.0
         self.curve: list[tuple[int, float, np.ndarray]] = []
 
-    def task(self, i: int) -> RolloutTask:
-        """The next rollout of particle ``i`` from its current parameters."""
+    def task(self, i: int, step_budget: int) -> RolloutTask:
+        """The next rollout of particle ``i`` from its current parameters, with its share of the budget."""
         critic = self.critics.theta(i) if self.critics is not None else np.zeros(0)
         t = RolloutTask(self.env_id, self.kwargs[i], self.spec, self.actors.theta(i).astype(np.float32),
                         critic.astype(np.float32), _seed(self.cfg.seed, 1, i, int(self.submitted[i])),
-                        self.rollout_config, particle=i, version=int(self.version[i]))
+                        self.rollout_config, particle=i, version=int(self.version[i]), step_budget=step_budget)
         self.submitted[i] += 1
         return t
 
@@ -431,7 +471,8 @@ def _run_sync(learner: _Learner, run: Callable[[list[RolloutTask]], list[Rollout
               report: _Reporter, start: float) -> None:
     n, budget = learner.cfg.particles, learner.cfg.steps
     while learner.env_steps < budget:
-        results = run([learner.task(i) for i in range(n)])
+        share = math.ceil((budget - learner.env_steps) / n)  # at most budget + n episodes - 1 in all
+        results = run([learner.task(i, share) for i in range(n)])
         for r in results:
             learner.record(r)
             learner.env_steps += r.env_steps
@@ -442,23 +483,39 @@ def _run_sync(learner: _Learner, run: Callable[[list[RolloutTask]], list[Rollout
 
 
 def _run_async(learner: _Learner, client: Client, report: _Reporter, start: float) -> tuple[int, int]:
+    """Step each particle as its rollout arrives, until the budget is used up.
+
+    Each rollout claims a share of the budget not yet run or claimed (``ceil(left / rollout
+    slots)``) and starts no episode past it. A particle whose rollout arrives is resubmitted
+    while some is left, else it waits until a rollout in flight returns the part of its claim
+    it did not run. Rollouts in flight are waited for, not cancelled (a running one cannot be
+    stopped), and counted, so at most one episode per rollout in flight runs past the budget
+    and ``env_steps`` reports every step run.
+    """
     cfg = learner.cfg
     slots = max(1, sum(client.nthreads().values()))
     in_flight = max(1, math.ceil(slots / cfg.particles))
-    pending: set[Any] = set()
+    claims: dict[Any, int] = {}
+    waiting: list[int] = []  # particles (one entry per rollout slot) held back for want of budget
     queue = as_completed()
 
-    def submit(i: int) -> None:
-        fut = client.submit(run_rollout, learner.task(i), pure=False)
-        pending.add(fut)
+    def submit(i: int) -> bool:
+        left = cfg.steps - learner.env_steps - sum(claims.values())
+        if left <= 0:
+            return False
+        claim = math.ceil(left / (in_flight * cfg.particles))
+        fut = client.submit(run_rollout, learner.task(i, claim), pure=False)
+        claims[fut] = claim
         queue.add(fut)
+        return True
 
     for _ in range(in_flight):
         for i in range(cfg.particles):
-            submit(i)
+            if not submit(i):
+                waiting.append(i)
     discarded = max_stale = 0
     for fut in queue:
-        pending.discard(fut)
+        del claims[fut]
         r: RolloutResult = fut.result()
         learner.env_steps += r.env_steps
         learner.rollout_seconds += r.wall_time
@@ -470,12 +527,10 @@ def _run_async(learner: _Learner, client: Client, report: _Reporter, start: floa
             learner.record(r)
             learner.update([r.particle])
             learner.curve.append((learner.env_steps, learner.mean_return(), learner.latest.copy()))
-            report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
-        if learner.env_steps >= cfg.steps:
-            break
-        submit(r.particle)
-    if pending:
-        client.cancel(list(pending))
+        report(learner.env_steps, int(learner.version.sum()), learner.mean_return(), time.perf_counter() - start)
+        waiting.append(r.particle)  # after those held back longer
+        while waiting and submit(waiting[0]):
+            waiting.pop(0)
     return discarded, max_stale
 
 
@@ -546,7 +601,7 @@ def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any
             wall = time.perf_counter() - start
             final, eval_steps = _evaluate(learner, run)
         else:
-            with dask_client(cfg.scheduler, cfg.workers) as client:
+            with dask_client(cfg.scheduler, cfg.workers, host=cfg.host) as client:
                 def run(tasks: list[RolloutTask]) -> list[RolloutResult]:
                     return client.gather([client.submit(run_rollout, t, pure=False) for t in tasks])
 

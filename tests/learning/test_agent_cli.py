@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +67,10 @@ def test_train_writes_policy_curve_and_json_line(tmp_path, capsys):
     png = out.with_suffix(".png")
     assert summary["curve"] == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for written in (out, png):  # as open() creates files, like the session recordings (0o644 under umask 022)
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask, written
 
     code, _, err = in_process(capsys, "agent", "train", "--env", "CartPole-v1", "--steps", "100", "--out", str(out))
     assert code == 2 and "exists" in err and "--force" in err
@@ -93,6 +99,29 @@ def test_train_env_kwargs_must_be_a_json_object(tmp_path, capsys):
 def test_run_missing_policy_file_is_a_clear_error(tmp_path, capsys):
     code, _, err = in_process(capsys, "agent", "run", "--policy", str(tmp_path / "none.pt"))
     assert code == 2 and "cannot read policy file" in err
+
+
+def test_run_unreadable_policy_files_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
+    """Issue 11: `agent run --policy /etc/passwd` ended in an IndexError traceback."""
+    import torch
+
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(2).bytes(1000))
+    torch.save({"x": 1}, tmp_path / "junk.pt")
+    torch.save({"format": "pfmtwin.policy", "version": 1}, tmp_path / "header.pt")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for policy, reason in [(str(tmp_path / "passwd"), "not a PyTorch file"), ("../passwd", "not a PyTorch file"),
+                           (str(tmp_path / "random.pt"), "not a PyTorch file"),
+                           (str(tmp_path / "junk.pt"), "is not a pfmtwin policy file"),
+                           (str(tmp_path / "header.pt"), "without its entry 'env_id'")]:
+        code, out, err = in_process(capsys, "agent", "run", "--policy", policy)
+        assert code == 2 and out == "", (policy, err)
+        assert err.count("\n") == 1 and err.startswith("pfmtwin: error: ") and "Traceback" not in err, err
+        assert repr(policy) in err and "policy file" in err and reason in err and "pfmtwin agent train" in err, err
+    p = pfmtwin("agent", "run", "--policy", str(tmp_path / "passwd"), timeout=120)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "not a PyTorch file" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def _run_lines(policy: Path, microscope: str) -> list[dict]:

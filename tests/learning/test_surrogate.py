@@ -137,7 +137,8 @@ def test_connect_opens_it_and_the_env_checker_passes(data):
     with control.connect(surrogate_url(data)) as scope:
         info = scope.info()
         assert info.backend == "surrogate" and info.options["field"] == 5e-7 and info.options["source"] == URL
-        assert info.limits == control.SafetyLimits.from_hardware()
+    with control.connect(URL) as source:
+        assert info.limits == source.info().limits  # the limits of the twin it was fitted on
     env = gymnasium.make(learning.ENV_ID, microscope=surrogate_url(data))
     check_env(env.unwrapped)
     env.close()
@@ -257,3 +258,51 @@ def test_bench_agents_reports_twin_and_surrogate_speed_and_both_modes(data):
         assert 0 < svpg[mode]["worker_busy"] <= 1.0
     assert svpg["speedup"] == pytest.approx(svpg["sync_s_per_it"] / svpg["async_s_per_it"])
     assert "surrogate" not in out, "a given model file is used as it is, not refitted"
+
+
+def _model_without(data: dict, path, *keys: str, **replace) -> str:
+    """The fitted model file with entries removed (``"net.0.weight"``: inside ``net``) or replaced."""
+    content = torch.load(data["model"], weights_only=True)
+    for key in keys:
+        outer, _, inner = key.partition(".")
+        del (content[outer] if inner else content)[inner or outer]
+    content.update(replace)
+    torch.save(content, path)
+    return str(path)
+
+
+def test_unreadable_files_are_refused_clearly_not_with_index_or_key_errors(data, tmp_path, monkeypatch):
+    """Issue 11: text (/etc/passwd), random bytes, junk .pt files and models missing keys."""
+    passwd = tmp_path / "etc" / "passwd"
+    passwd.parent.mkdir()
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "eof.pt").write_bytes(b")" * 20)
+    torch.save({"x": 1}, tmp_path / "junk.pt")
+    torch.save({"format": FILE_FORMAT[0], "version": FILE_FORMAT[1]}, tmp_path / "empty.pt")
+    cases = {
+        f"surrogate://{passwd}": (str(passwd), "not a PyTorch file"),
+        "surrogate://../etc/passwd": ("'../etc/passwd' ('" + str(passwd) + "')", "not a PyTorch file"),
+        f"surrogate://{tmp_path / 'random.pt'}": ("random.pt", "not a PyTorch file"),
+        f"surrogate://{tmp_path / 'eof.pt'}": ("eof.pt", "not a PyTorch file"),
+        f"surrogate://{tmp_path / 'junk.pt'}": ("junk.pt", "not a pfmtwin surrogate model file: format (None, None)"),
+        f"surrogate://{tmp_path / 'empty.pt'}": ("empty.pt", "without its entry 'arch'"),
+        "surrogate://" + _model_without(data, tmp_path / "no-std.pt", "in_std"): ("no-std.pt", "entry 'in_std'"),
+        "surrogate://" + _model_without(data, tmp_path / "no-layer.pt", "net.1.bias"): ("no-layer.pt", "'net'"),
+        "surrogate://" + _model_without(data, tmp_path / "no-source.pt", "provenance.source"): ("no-source.pt",
+                                                                                               "'source'"),
+        "surrogate://" + _model_without(data, tmp_path / "bad-hw.pt", instrument={"hardware": {"volts": 1},
+                                                                                  "limits": {}, "identity": ""}):
+            ("bad-hw.pt", "'instrument'"),
+        "surrogate://" + _model_without(data, tmp_path / "bad-arch.pt", arch={"span": 1.5e-7, "points": 7}):
+            ("bad-arch.pt", "points"),
+    }
+    monkeypatch.chdir(tmp_path / "etc")
+    for url, (path, reason) in cases.items():
+        with pytest.raises(SurrogateFileError) as info:
+            control.connect(url)
+        message = str(info.value)
+        assert "surrogate model file" in message and path in message and reason in message, (url, message)
+        assert "\n" not in message and message.endswith("write one with 'pfmtwin agent surrogate fit TRANSITIONS.npz "
+                                                        "--out MODEL.pt'"), message
+    assert main(["evaluate", str(passwd), str(data["root"] / "train.npz"), "--steps", "0"]) == 2
