@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 import control
+from scenarios.served import emulator
 
 
 def _times(fn, repeat: int) -> list[float]:
@@ -59,32 +60,6 @@ def bench_twin(url: str = "twin://?seed=7", repeat: int = 10) -> dict:
     }
 
 
-class _Emulator:
-    """``pfmtwin emulate`` in a subprocess, as a user starts it; stopped on exit."""
-
-    def __init__(self, *args: str) -> None:
-        import json
-        import subprocess
-        import sys
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scenarios.cli", "emulate", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        line = self.proc.stdout.readline()
-        if not line:
-            raise control.InstrumentError(f"pfmtwin emulate {' '.join(args)} did not start")
-        announced = json.loads(line)
-        self.url = announced.get("listening") or announced["pty"]
-
-    def __enter__(self) -> _Emulator:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
 def _round_trips(url: str, count: int) -> dict:
     with control.connect(url) as scope:
         for _ in range(20):
@@ -101,19 +76,19 @@ def bench_emulator(url: str = "twin://?seed=7", repeat: int = 5) -> dict:
         scope.scan(spec)
         in_process = statistics.median(_times(lambda: scope.scan(spec), repeat))
     out: dict = {"benchmark": "emulator", "twin": twin_options}
-    with _Emulator("--listen", "socket://127.0.0.1:0", "--speed", "max", "--twin", twin_options) as emu:
+    with emulator("--listen", "socket://127.0.0.1:0", "--speed", "max", "--twin", twin_options) as emu:
         out["round_trip_socket"] = _round_trips(emu.url, 1000)
         with control.connect(emu.url) as scope:
             scope.scan(spec)
             over_socket = statistics.median(_times(lambda: scope.scan(spec), repeat))
-    with _Emulator("--pty", "--speed", "max", "--twin", twin_options) as emu:
+    with emulator("--pty", "--speed", "max", "--twin", twin_options) as emu:
         out["round_trip_pty"] = _round_trips(emu.url, 1000)
     out["scan_256x256_in_process_s"] = round(in_process, 5)
     out["scan_256x256_over_socket_s"] = round(over_socket, 5)
     out["image_transfer_s"] = round(over_socket - in_process, 5)
 
     lines = 10
-    with _Emulator("--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", twin_options) as emu:
+    with emulator("--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", twin_options) as emu:
         with control.connect(emu.url) as scope:
             line_spec = _image(scope, lines)
             xs, ys = line_spec.positions()

@@ -65,6 +65,12 @@ def _realism(args) -> int:
                rule=args.rule, alpha=args.alpha)
 
 
+def _probe(args) -> int:
+    from scenarios.probe import main as probe
+
+    return probe(args.seed, args.scale)
+
+
 def _bench(args) -> int:
     from scenarios.bench import bench_emulator, bench_twin
 
@@ -133,6 +139,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=0.1,
                    help="family-wise false-alarm rate of the paired rule over the checked statistics (default 0.1)")
     s.set_defaults(func=_realism)
+
+    s = sub.add_parser("probe", help="hostile testing of a served twin: fault mixes, fuzzing, storms, kill -9; "
+                                     "exit 1 if anything is wrong, doubled, lost or hangs",
+                       description="Runs pfmtwin emulate (and recording processes) under seeded link faults, "
+                                   "fuzzed frames, connect storms and SIGKILL, and prints one JSON object of counts "
+                                   "(see scenarios.probe). --scale 1 runs issue 11's counts (about 10 minutes).")
+    s.add_argument("--seed", type=int, default=0, help="seed of the scripts, faults and blobs (default: 0)")
+    s.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every count by this, in (0, 10] (default: 1.0; 0.01 takes about a minute)")
+    s.set_defaults(func=_probe)
 
     # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.
     for ep in sorted(entry_points(group="pfmtwin.commands"), key=lambda e: e.name):
