@@ -605,7 +605,7 @@ class Server:
                 if self.emulator.executing or idle < IDLE_TIMEOUT or not self._clients.empty():
                     return why
                 return self._evict_idle(current, why)
-            self.stop_event.wait(POLL)
+            self.stop_event.wait(POLL / 10)  # the previous client is leaving: look again soon
         return why
 
     def _evict_idle(self, current: SocketLink, why: str) -> str:
