@@ -93,10 +93,11 @@ def test_the_emulator_enforces_the_limits_itself(emulators):
         (4, wire.pack_pulse(1e-7, 1e-7, float("nan"), 1e-3), "amplitude=nan is not finite"),
         (5, wire.pack_pulse(-1.0, 1e-7, 5.0, 1e-3), "pulse position: x=-1.0 m is outside"),
         (6, wire.pack_move(1e-7, 1e-7, 1.0), "speed=1.0 m/s is outside"),
+        (20, wire.pack_move(1e-7, 1e-7, 1e-30), "speed=1e-30 m/s is outside [1e-09"),  # once broke the clock
         (7, wire.pack_scan(ScanSpec(center=(2e-7, 2e-7), size=(2e-7, 2e-7), line_rate=50.0)), "line_rate=50.0 Hz"),
         (8, wire.pack_scan(ScanSpec(center=(5e-8, 2e-7), size=(2e-7, 2e-7))), "scan x extent"),
     ):
-        command = {6: Cmd.MOVE, 7: Cmd.SCAN, 8: Cmd.SCAN}.get(seq, Cmd.PULSE)
+        command = {6: Cmd.MOVE, 20: Cmd.MOVE, 7: Cmd.SCAN, 8: Cmd.SCAN}.get(seq, Cmd.PULSE)
         raw.send(wire.encode(command, seq, payload))
         code, _, message = wire.unpack_nak(raw.answer(seq).payload)
         assert code == Nak.OUT_OF_RANGE and match in message
