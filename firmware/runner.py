@@ -81,8 +81,14 @@ def run(
         # input file not found"). g++ takes a precompiled header with -include; a variable in
         # MAKEFLAGS overrides the makefile's, and cocotb runs make itself.
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+    stamp = build_dir / "built-from-rtl.stamp"
+    # cocotb rebuilds when a listed source changes, not an included header (pfm_spec.vh): look
+    # at every RTL file ourselves.
+    newest = max(f.stat().st_mtime for f in RTL.iterdir() if f.suffix in (".v", ".vh"))
+    stale = not stamp.exists() or stamp.stat().st_mtime < newest
     try:
         runner.build(
+            always=stale,
             sources=[RTL / s for s in sources],
             includes=[RTL],
             hdl_toplevel=toplevel,
@@ -96,6 +102,7 @@ def run(
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved
+    stamp.touch()
     try:
         results = runner.test(
             hdl_toplevel=toplevel,
