@@ -2,7 +2,7 @@
 
 Plain Python with no simulator import, in ``control`` beside the hardware spec it is computed
 from: the twin uses it to time pulses and scan lines, the firmware testbenches use it as their
-reference model, and the surrogate backend (``learning.surrogate``) quantizes its pulses with
+reference model, and the surrogate backend (``learning.surrogate_backend``) quantizes its pulses with
 it. All numbers come from :class:`control.HardwareSpec`.
 """
 

@@ -64,3 +64,23 @@ def options(url: str, raw: Mapping[str, str], accepted: Mapping[str, Option]) ->
                 f"option {key}={text!r} in {url!r} is invalid ({exc}); expected {key}=<{accepted[key].help}>"
             ) from None
     return out
+
+
+def listen_address(url: str) -> tuple[str, int]:
+    """The (host, port) a server listens on, from ``socket://HOST:PORT``.
+
+    HOST defaults to 127.0.0.1 (``socket://:7001``); port 0 asks the system for a free one.
+
+    Raises:
+        UrlError: another scheme, no port, a port that is not a number in 0..65535, or options;
+            the message names the value and the accepted form.
+    """
+    form = "socket://HOST:PORT (port 0 picks a free one), e.g. socket://127.0.0.1:7001"
+    try:
+        scheme, address, raw = split(url)
+    except UrlError:
+        raise UrlError(f"listen URL {url!r} must be {form}") from None
+    host, _, port = address.rpartition(":")
+    if scheme != "socket" or raw or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise UrlError(f"listen URL {url!r} must be {form}")
+    return host or "127.0.0.1", int(port)

@@ -10,9 +10,11 @@ import sys
 from urllib.parse import parse_qsl, urlencode
 
 from control.errors import UrlError
-from control.urls import split
+from control.urls import listen_address
+from emulator.clock import parse_speed
 from emulator.faults import FaultPlan
-from emulator.server import Emulator, Server, parse_speed
+from emulator.protocol import Emulator
+from emulator.server import Server
 
 
 def _speed(text: str) -> float | None:
@@ -46,18 +48,14 @@ def build(args) -> Server:
     if args.pty:
         print(json.dumps({"pty": server.open_pty()}), flush=True)
     else:
-        scheme, address, options = split(args.listen)
-        host, _, port = address.rpartition(":")
-        if scheme != "socket" or not port.isdigit() or options:
-            raise UrlError(f"--listen {args.listen!r} must be socket://HOST:PORT, e.g. socket://127.0.0.1:7001")
-        host = host or "127.0.0.1"
+        host, port = listen_address(args.listen)
         if not _loopback(host):
             print(f"pfmtwin emulate: warning: listening on {host}, beyond this machine. The wire protocol has no "
                   "authentication: anyone who can reach the port can move the tip and apply pulses. Prefer "
                   "socket://127.0.0.1:PORT and an ssh tunnel (ssh -L PORT:127.0.0.1:PORT host).",
                   file=sys.stderr, flush=True)
         try:
-            host, port = server.listen_tcp(host, int(port))
+            host, port = server.listen_tcp(host, port)
         except OSError as exc:
             raise UrlError(f"--listen {args.listen!r}: cannot listen on {host}:{port} ({exc.strerror or exc}); is "
                            "another emulator running there? Choose another port, or port 0 for a free one") from None

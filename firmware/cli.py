@@ -7,18 +7,15 @@ Registered under the entry-point groups ``pfmtwin.commands`` and ``pfmtwin.bench
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from control.errors import UrlError
-from control.urls import split
+from control.served import Served
+from control.urls import listen_address
 from emulator.cli import twin_url
 from firmware import runner
 from firmware.cosim import TOP_SOURCES, CosimConfig
@@ -36,10 +33,7 @@ def cosim(listen: str, twin: str, *, sim: str | None = None, uart_cycles: int = 
     Raises:
         UrlError: ``listen`` is not ``socket://HOST:PORT``.
     """
-    scheme, address, options = split(listen)
-    host, _, port = address.rpartition(":")
-    if scheme != "socket" or not port.isdigit() or options:
-        raise UrlError(f"--listen {listen!r} must be socket://HOST:PORT, e.g. socket://127.0.0.1:7002")
+    listen_address(listen)  # refused here, before the RTL is built
     if not 4 <= uart_cycles <= 100_000:
         raise ValueError(f"uart_cycles={uart_cycles!r} must be in 4..100000 clock cycles per bit")
     config = config or CosimConfig()
@@ -96,55 +90,14 @@ def register(subparsers) -> None:
 # -- benchmark ---------------------------------------------------------------------------------
 
 
-class CosimProcess:
-    """``pfmtwin cosim`` in a subprocess (its own process group); a context manager.
+def cosim_process(twin: str = "grid=64&field=5e-7", seed: int = 3, sim: str = "icarus",
+                  timeout: float = 300.0) -> Served:
+    """``pfmtwin cosim`` in a subprocess, listening on a free loopback port; a context manager.
 
-    Attributes:
-        url: where it listens, read from its JSON line.
+    ``timeout``: how long building the RTL and starting the simulator may take, s.
     """
-
-    def __init__(self, twin: str = "grid=64&field=5e-7", seed: int = 3, sim: str = "icarus",
-                 timeout: float = 300.0) -> None:
-        exe = Path(sys.executable).with_name("pfmtwin")
-        command = [str(exe) if exe.exists() else "pfmtwin", "cosim", "--listen", "socket://127.0.0.1:0",
-                   "--seed", str(seed), "--twin", twin, "--sim", sim]
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                        start_new_session=True)
-        self.url = self._wait_for_url(timeout)
-
-    def _wait_for_url(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith('{"listening"'):
-                return json.loads(line)["listening"]
-            if time.monotonic() > deadline:
-                break
-        self.close()
-        self.log.seek(0)
-        raise RuntimeError(f"pfmtwin cosim did not start listening:\n{self.log.read()[-3000:]}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever of the group outlived the SIGTERM (a simulator ignores it) goes now.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.log.close()
-
-    def __enter__(self) -> CosimProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    return Served("cosim", "--listen", "socket://127.0.0.1:0", "--seed", str(seed), "--twin", twin, "--sim", sim,
+                  start_timeout=timeout)
 
 
 def bench_firmware(url: str = "", repeat: int = 3) -> dict:
@@ -161,7 +114,7 @@ def bench_firmware(url: str = "", repeat: int = 3) -> dict:
             runner.run("pfm_sim_top", TOP_SOURCES, "firmware.tb.bench_tb", parameters={"CLKS_PER_BIT": COSIM_UART_CYCLES},
                        sim=sim, extra_env={"PFM_BENCH_OUT": str(result)})
             out[sim] = json.loads(result.read_text())
-        with CosimProcess(sim=sim) as process, control.connect(process.url) as scope:
+        with cosim_process(sim=sim) as process, control.connect(process.url) as scope:
             spec = control.ScanSpec(center=(2.5e-7, 2.5e-7), size=(5e-7, 5e-7), pixels=(16, 16), line_rate=10.0)
             scope.scan(spec)  # warm-up: first-call costs of numba and the twin
             times = []

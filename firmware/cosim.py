@@ -111,7 +111,7 @@ class RtlPort(Protocol):
 
 
 class CosimInstrument:
-    """The twin's physics around the RTL controller; served by :class:`emulator.server.Emulator`.
+    """The twin's physics around the RTL controller; served by :class:`emulator.protocol.Emulator`.
 
     Args:
         twin: the twin whose film, PFM signal, scanner and clock are used.

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 import control
-from scenarios.served import emulator
+from control.served import Served
 
 
 def _times(fn, repeat: int) -> list[float]:
@@ -76,19 +76,19 @@ def bench_emulator(url: str = "twin://?seed=7", repeat: int = 5) -> dict:
         scope.scan(spec)
         in_process = statistics.median(_times(lambda: scope.scan(spec), repeat))
     out: dict = {"benchmark": "emulator", "twin": twin_options}
-    with emulator("--listen", "socket://127.0.0.1:0", "--speed", "max", "--twin", twin_options) as emu:
+    with Served("emulate", "--listen", "socket://127.0.0.1:0", "--speed", "max", "--twin", twin_options) as emu:
         out["round_trip_socket"] = _round_trips(emu.url, 1000)
         with control.connect(emu.url) as scope:
             scope.scan(spec)
             over_socket = statistics.median(_times(lambda: scope.scan(spec), repeat))
-    with emulator("--pty", "--speed", "max", "--twin", twin_options) as emu:
+    with Served("emulate", "--pty", "--speed", "max", "--twin", twin_options) as emu:
         out["round_trip_pty"] = _round_trips(emu.url, 1000)
     out["scan_256x256_in_process_s"] = round(in_process, 5)
     out["scan_256x256_over_socket_s"] = round(over_socket, 5)
     out["image_transfer_s"] = round(over_socket - in_process, 5)
 
     lines = 10
-    with emulator("--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", twin_options) as emu:
+    with Served("emulate", "--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", twin_options) as emu:
         with control.connect(emu.url) as scope:
             line_spec = _image(scope, lines)
             xs, ys = line_spec.positions()

@@ -43,7 +43,7 @@ import control
 from control import TransportError, wire
 from control.serial_client import SerialClient
 from control.wire import Cmd
-from scenarios.served import Served
+from control.served import Served
 
 #: A command taking longer than this (s) counts as a hang.
 HANG = 60.0

@@ -43,7 +43,8 @@ class RunningEmulator:
         import threading
 
         from emulator.faults import FaultPlan
-        from emulator.server import Emulator, Server
+        from emulator.protocol import Emulator
+        from emulator.server import Server
 
         plan = FaultPlan.parse(faults, seed=1) if faults else None
         self.server = Server(Emulator("twin://?" + twin_options, speed=speed, faults=plan))

@@ -20,9 +20,10 @@ import numpy as np
 from cocotb.task import bridge, resume
 
 from control import wire
-from control.urls import split
+from control.urls import listen_address
 from control.wire import Cmd
-from emulator.server import Emulator, Server
+from emulator.protocol import Emulator
+from emulator.server import Server
 from firmware.cosim import CosimConfig, CosimInstrument
 from firmware.tb.host import Analog, Host
 from twin.backend import open_twin
@@ -80,13 +81,12 @@ async def serve(dut):
     rtl = CocotbRtl(dut, host, analog)
     config = CosimConfig(**json.loads(os.environ.get("PFM_COSIM_CONFIG", "{}")))
     twin = open_twin(os.environ.get("PFM_COSIM_TWIN", "twin://"))
-    scheme, address, _ = split(os.environ.get("PFM_COSIM_LISTEN", "socket://127.0.0.1:7002"))
-    bind_host, _, bind_port = address.rpartition(":")
+    bind_host, bind_port = listen_address(os.environ.get("PFM_COSIM_LISTEN", "socket://127.0.0.1:7002"))
 
     def serve_blocking() -> None:
         instrument = CosimInstrument(twin, rtl, config)
         server = Server(Emulator("", instrument=instrument, backend="cosim"))
-        bound = server.listen_tcp(bind_host or "127.0.0.1", int(bind_port))
+        bound = server.listen_tcp(bind_host, bind_port)
         print(json.dumps({"listening": f"socket://{bound[0]}:{bound[1]}"}), flush=True)
         server.serve_forever()
 

@@ -14,6 +14,9 @@ import pytest
 
 import control
 from control import ScanSpec, wire
+from control.errors import UrlError
+from control.served import Served
+from control.urls import listen_address
 from control.wire import Cmd, Nak
 
 OPTIONS = "seed=3&grid=64&field=5e-7"
@@ -154,20 +157,12 @@ def test_a_client_that_vanishes_mid_scan_cannot_hang_the_server(emulators):
 
 
 def test_emulate_command_serves_a_pty(reference, tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scenarios.cli", "emulate", "--pty", "--seed", "3", "--speed", "max",
-         "--twin", "grid=64&field=5e-7&seed=99"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    try:
-        path = json.loads(proc.stdout.readline())["pty"]
-        with control.connect(path) as scope:
+    with Served("emulate", "--pty", "--seed", "3", "--speed", "max",
+                "--twin", "grid=64&field=5e-7&seed=99") as emulator:
+        with control.connect(emulator.url) as scope:
             assert_identical(script(scope), reference)  # --seed 3 overrides seed=99
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=20)
-    stats = json.loads(err.strip().splitlines()[-1])
-    assert stats["executed"] == 6  # 3 scans, 2 pulses, 1 move
+    assert emulator.address is None
+    assert emulator.stats["executed"] == 6  # 3 scans, 2 pulses, 1 move
 
 
 def test_emulate_refuses_a_bad_listen_url():
@@ -187,11 +182,36 @@ def test_emulate_says_why_it_cannot_listen_and_warns_beyond_loopback():
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and "port 0 for a free one" in run.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "emulate", "--listen", "socket://0.0.0.0:0",
-                             "--twin", OPTIONS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert json.loads(proc.stdout.readline())["listening"].startswith("socket://0.0.0.0:")
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=20)
-    assert "warning: listening on 0.0.0.0" in err and "no authentication" in err
+    with Served("emulate", "--listen", "socket://0.0.0.0:0", "--twin", OPTIONS) as emulator:
+        assert emulator.url.startswith("socket://0.0.0.0:") and emulator.address[0] == "0.0.0.0"
+    assert "warning: listening on 0.0.0.0" in emulator.stderr and "no authentication" in emulator.stderr
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("socket://127.0.0.1:7001", ("127.0.0.1", 7001)),
+    ("socket://0.0.0.0:0", ("0.0.0.0", 0)),
+    ("socket://:7002", ("127.0.0.1", 7002)),
+    ("socket://localhost:65535", ("localhost", 65535)),
+])
+def test_a_listen_url_gives_host_and_port(url, address):
+    assert listen_address(url) == address
+
+
+@pytest.mark.parametrize("url", [
+    "tcp://127.0.0.1:7001",  # another scheme
+    "socket://127.0.0.1",  # no port
+    "socket://127.0.0.1:",  # empty port
+    "socket://127.0.0.1:7001?timeout=1",  # options
+    "socket://127.0.0.1:70x1",  # not digits
+    "socket://127.0.0.1:\u00b2",  # a digit to str.isdigit, not to int()
+    "socket://127.0.0.1:65536",  # beyond the port range
+    "socket://127.0.0.1:7001/path",
+    "127.0.0.1:7001",  # no scheme
+    None,
+])
+def test_a_bad_listen_url_is_refused_with_the_accepted_form(url):
+    form = r"must be socket://HOST:PORT .*e\.g\. socket://127\.0\.0\.1:7001"
+    with pytest.raises(UrlError, match="listen URL .* " + form) as caught:
+        listen_address(url)
+    assert repr(url) in str(caught.value)
+

@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import control
 from control import ScanSpec, wire
+from control.served import Served
 from control.wire import Cmd, Nak
-from emulator import server as server_module
+from emulator import clock, links, protocol, server
 
 OPTIONS = "seed=3&grid=64&field=5e-7"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Raw:
@@ -58,7 +55,7 @@ PULSE = wire.pack_pulse(2e-7, 2e-7, 7.0, 1e-3)
 def test_a_scan_whose_client_stalls_mid_answer_completes_after_the_stall(emulators, monkeypatch):
     """The client's on_line blocks longer than the server waits for a reader: the server drops
     the link but the instrument finishes the scan, so the resend gets every line and the ACK."""
-    monkeypatch.setattr(server_module, "WRITE_TIMEOUT", 0.5)
+    monkeypatch.setattr(links, "WRITE_TIMEOUT", 0.5)
     running = emulators(OPTIONS)
     spec = ScanSpec(center=(2.5e-7, 2.5e-7), size=(4e-7, 4e-7), pixels=(1024, 64), retrace=True, line_rate=4.0)
     seen: list[int] = []
@@ -83,7 +80,7 @@ def test_a_pulse_is_never_applied_twice_whatever_the_number_of_clients_between(e
     """A client whose ACK was lost comes back after more clients than the server remembers
     answers for (8) and more than it remembers at all (patched to 10 here, 4096 by default):
     its resend is answered from the cache, or refused, never executed again."""
-    monkeypatch.setattr(server_module, "KNOWN_CLIENTS", 10)
+    monkeypatch.setattr(protocol, "KNOWN_CLIENTS", 10)
     running = emulators(OPTIONS)
     for clients_between, expect in ((3, "cached"), (9, "executed, answer gone"), (12, "forgotten")):
         lost = Raw(running.url, f"lost-{clients_between:02d}".encode().ljust(16, b"."))
@@ -119,7 +116,7 @@ def test_a_pulse_is_never_applied_twice_whatever_the_number_of_clients_between(e
 
 
 def test_the_serial_client_reports_a_forgotten_command_clearly(emulators, monkeypatch):
-    monkeypatch.setattr(server_module, "KNOWN_CLIENTS", 2)
+    monkeypatch.setattr(protocol, "KNOWN_CLIENTS", 2)
     running = emulators(OPTIONS)
     scope = control.connect(running.url)
     scope.now()
@@ -143,7 +140,7 @@ def test_the_serial_client_reports_a_forgotten_command_clearly(emulators, monkey
 def test_an_idle_client_is_taken_over_and_told(emulators, monkeypatch):
     """One client connected and silent for longer than IDLE_TIMEOUT gives way to a new one; it
     learns why on its next command. Before that, a newcomer is refused BUSY (with the rule)."""
-    monkeypatch.setattr(server_module, "IDLE_TIMEOUT", 1.0)
+    monkeypatch.setattr(server, "IDLE_TIMEOUT", 1.0)
     running = emulators(OPTIONS)
     idle = control.connect(running.url)
     idle.now()
@@ -160,11 +157,8 @@ def test_an_idle_client_is_taken_over_and_told(emulators, monkeypatch):
 def test_sigterm_ends_the_emulator_during_a_long_command(tmp_path):
     """At real time a slow legal move takes minutes; SIGTERM still ends the server at once, and
     a newcomer meanwhile is told BUSY instead of hanging."""
-    proc = subprocess.Popen([sys.executable, "-m", "scenarios.cli", "emulate", "--listen", "socket://127.0.0.1:0",
-                             "--speed", "1", "--twin", OPTIONS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
-    try:
-        url = json.loads(proc.stdout.readline())["listening"]
+    with Served("emulate", "--listen", "socket://127.0.0.1:0", "--speed", "1", "--twin", OPTIONS) as emulator:
+        url = emulator.url
         slow = Raw(url, b"slow-mover......")
         slow.identify(1)
         slow.send(Cmd.MOVE, 2, wire.pack_move(4e-7, 4e-7, 1e-8))  # 40 s at real time
@@ -174,18 +168,13 @@ def test_sigterm_ends_the_emulator_during_a_long_command(tmp_path):
         with pytest.raises(control.InstrumentError, match="BUSY"):
             control.connect(url)
         assert time.monotonic() - start < 5
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
-    assert proc.returncode is not None
+        emulator.proc.send_signal(signal.SIGTERM)
+        emulator.proc.wait(timeout=5)
 
 
 def test_a_second_client_waits_its_turn_while_the_first_works(emulators, monkeypatch):
     """Not a takeover: a client that is executing a command is never idle."""
-    monkeypatch.setattr(server_module, "IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.2)
     running = emulators(OPTIONS, speed=1.0)
     started, done = threading.Event(), threading.Event()
 
@@ -226,3 +215,11 @@ def test_an_id_reused_for_a_new_session_is_not_a_resend(emulators):
             other.answer(2)
             other.close()
     assert running.emulator.executed == 2 and times[1] > times[0]
+
+
+def test_each_tunable_constant_has_one_home():
+    """Tests patch a constant where it is read; a copy in another module would make a patch miss."""
+    homes = {"POLL": clock, "WRITE_TIMEOUT": links, "CACHED_CLIENTS": protocol, "KNOWN_CLIENTS": protocol,
+             "IDLE_TIMEOUT": server, "BUSY_GRACE": server, "LINGER": server}
+    for name, home in homes.items():
+        assert [m for m in (clock, links, protocol, server) if hasattr(m, name)] == [home], name

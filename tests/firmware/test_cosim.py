@@ -22,7 +22,7 @@ import control
 from control import wire
 from control.hardware import REGISTER_ID, REGISTER_MAP
 from control.wire import Cmd, Nak
-from firmware.cli import CosimProcess
+from firmware.cli import cosim_process
 from firmware.cosim import CosimConfig
 from firmware.spec import nak_messages
 
@@ -36,7 +36,7 @@ PHASE_TOL_DEG = 0.1
 
 @pytest.fixture(scope="module")
 def cosim():
-    with CosimProcess(twin=TWIN_OPTIONS, seed=SEED, sim=os.environ.get("SIM", "icarus")) as process:
+    with cosim_process(twin=TWIN_OPTIONS, seed=SEED, sim=os.environ.get("SIM", "icarus")) as process:
         yield process
 
 
@@ -106,12 +106,19 @@ def test_read_register_reaches_the_rtl(cosim):
 
 def test_sigterm_to_cosim_ends_its_simulator():
     """`kill PID` of `pfmtwin cosim` (not of its group) must not leave the simulator serving."""
-    with CosimProcess(twin=TWIN_OPTIONS, seed=SEED, sim=os.environ.get("SIM", "icarus")) as process:
-        below = descendants(process.process.pid)
+    with cosim_process(twin=TWIN_OPTIONS, seed=SEED, sim=os.environ.get("SIM", "icarus")) as process:
+        below = descendants(process.proc.pid)
         assert below, "the simulator runs as a child of pfmtwin cosim"
-        os.kill(process.process.pid, signal.SIGTERM)
-        process.process.wait(timeout=30)
+        os.kill(process.proc.pid, signal.SIGTERM)
+        process.proc.wait(timeout=30)
         deadline = time.monotonic() + 10
         while any(alive(p) for p in below) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [p for p in below if alive(p)], "processes outlived pfmtwin cosim"
+
+
+def test_cosim_refuses_a_bad_listen_url_before_building_anything():
+    from firmware.cli import cosim
+
+    with pytest.raises(control.UrlError, match=r"listen URL 'socket://127\.0\.0\.1' must be socket://HOST:PORT"):
+        cosim("socket://127.0.0.1", "twin://", sim="no-such-simulator")

@@ -1,0 +1,119 @@
+"""A served ``pfmtwin`` process (``emulate``, ``cosim``) started as a user starts it, and stopped.
+
+The one launcher for everything that needs an instrument on the wire in another process
+(benchmarks, ``pfmtwin probe``, ``bench firmware``, tests). It starts ``pfmtwin COMMAND ARGS``
+with this interpreter in a process group of its own, waits for the address the command
+announces on stdout (``{"listening": URL}`` or ``{"pty": PATH}``, after whatever a simulator
+prints first), and on stop sends SIGTERM to the group, waits, SIGKILLs whatever is left of the
+group (a simulator ignores SIGTERM) and returns the JSON statistics printed last on stderr.
+
+It runs the console script's entry point by name and imports nothing above ``control``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from control.errors import InstrumentError
+
+#: The ``pfmtwin`` console script, run with this interpreter (pyproject's ``[project.scripts]``).
+PFMTWIN = (sys.executable, "-m", "scenarios.cli")
+
+
+class Served:
+    """``pfmtwin COMMAND ARGS...`` in a subprocess; a context manager that stops it on exit.
+
+    Args:
+        command: the ``pfmtwin`` sub-command, e.g. "emulate" or "cosim".
+        args: its arguments (include ``--listen socket://127.0.0.1:0`` or ``--pty``).
+        start_timeout: how long to wait for the address, s (a co-simulation first builds the RTL).
+        stop_timeout: how long SIGTERM is given before SIGKILL, s.
+
+    Attributes:
+        url: what the command announced (a ``socket://`` URL or a pty path).
+        address: (host, port) for a socket, None for a pty.
+        proc: the ``subprocess.Popen`` (its pid leads the process group).
+        stats: the JSON object the command printed last on stderr, once stopped.
+        stderr: all it printed on stderr, once stopped.
+
+    Raises:
+        InstrumentError: the command ended, or did not announce an address within
+            ``start_timeout`` s; the message ends with what it printed on stderr.
+    """
+
+    def __init__(self, command: str, *args: str, start_timeout: float = 300.0, stop_timeout: float = 30.0) -> None:
+        self.stop_timeout = stop_timeout
+        self.stats: dict = {}
+        self.stderr = ""
+        # Files, not pipes: nothing the process prints later can fill a pipe nobody reads.
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([*PFMTWIN, command, *args], stdout=self._out, stderr=self._err,
+                                     start_new_session=True)
+        announced = self._announcement(start_timeout)
+        if announced is None:
+            self.stop()
+            raise InstrumentError(f"pfmtwin {command} {' '.join(args)} did not start:\n{self.stderr[-3000:]}")
+        self.url: str = announced.get("listening") or announced["pty"]
+        self.address: tuple[str, int] | None = None
+        if self.url.startswith("socket://"):
+            host, port = self.url.removeprefix("socket://").rsplit(":", 1)
+            self.address = (host, int(port))
+
+    def _announcement(self, timeout: float) -> dict | None:
+        """The first stdout line that is a JSON object naming an address; None if none comes."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            ended = self.proc.poll() is not None  # read once more after an end: the line may be there
+            self._out.seek(seen)
+            for line in self._out.read().splitlines(keepends=True):
+                if not line.endswith(b"\n"):
+                    break  # still being written
+                seen += len(line)
+                with contextlib.suppress(ValueError):
+                    announced = json.loads(line)
+                    if isinstance(announced, dict) and ("listening" in announced or "pty" in announced):
+                        return announced
+            if ended or time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> dict:
+        """SIGTERM to the group, wait (then SIGKILL); return the statistics it printed on stderr."""
+        if self._err.closed:
+            return self.stats
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever of the group outlived the SIGTERM (a simulator ignores it) goes now.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._out.close()
+        self._err.seek(0)
+        self.stderr = self._err.read()
+        self._err.close()
+        lines = [line for line in self.stderr.splitlines() if line.startswith("{")]
+        self.stats = json.loads(lines[-1]) if lines else {}
+        return self.stats
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
