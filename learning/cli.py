@@ -1,4 +1,4 @@
-"""``pfmtwin agent train|run`` and ``pfmtwin bench agents`` (plug-ins of the ``pfmtwin`` CLI).
+"""``pfmtwin agent train|run|surrogate`` (a plug-in of the ``pfmtwin`` CLI).
 
 ``agent train`` trains SVPG (or independent) policy particles on any registered Gymnasium id
 (``pfmtwin/DomainWall-v0`` over any backend URL, ``CartPole-v1``, ...), shows a progress bar,
@@ -9,10 +9,12 @@ the file's Gymnasium id and keyword arguments with ``microscope`` replaced by ``
 so the policy trained on ``twin://`` runs unchanged on ``socket://`` (the emulator) or a serial
 port (the instrument). One JSON line per step on stdout; a summary on stderr.
 
-Registered through the entry-point groups ``pfmtwin.commands`` and ``pfmtwin.benches``, so
-``scenarios`` never imports ``learning``'s internals and ``learning`` never imports a backend.
-torch, Gymnasium and Dask are imported by the commands that need them, not when ``pfmtwin``
-starts.
+``agent surrogate collect|fit|evaluate`` is ``python -m learning.surrogate`` (:mod:`learning.surrogate`).
+
+Registered through the entry-point group ``pfmtwin.commands`` (``pfmtwin bench agents`` is
+:func:`learning.bench.bench_agents`, under ``pfmtwin.benches``), so ``scenarios`` never
+imports ``learning``'s internals and ``learning`` never imports a backend. torch, Gymnasium and
+Dask are imported by the commands that need them, not when ``pfmtwin`` starts.
 """
 
 from __future__ import annotations
@@ -22,16 +24,14 @@ import json
 import math
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["bench_agents", "episode_lengths", "plot_curve", "register", "run_policy"]
+__all__ = ["plot_curve", "register", "run_policy"]
 
-#: Gymnasium id trained and benchmarked by default.
+#: Gymnasium id trained by default.
 DEFAULT_ENV = "pfmtwin/DomainWall-v0"
 
 
@@ -132,7 +132,7 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
         ``{"episode", "step", "action", "reward", "terminated", "truncated", ...}`` with the
         environment's per-step info (for DomainWall: instrument ``time`` and the emitted ``pulse``).
     """
-    from learning.files import plain
+    from learning.files import plain_data
     from learning.policies import load_policy
     from learning.rollout import make_env
     from learning.svpg import LearningConfigError
@@ -162,9 +162,9 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
                 action = env.action_space.sample() if random_actions else policy.act(obs, rng)
                 obs, reward, terminated, truncated, info = env.step(action)
                 step += 1
-                record = {"episode": episode, "step": step, "action": plain(action, "action"), "reward": float(reward),
-                          "terminated": bool(terminated), "truncated": bool(truncated)}
-                record.update({k: plain(info[k], k) for k in ("time", "pulse", "curvature", "wall_x") if k in info})
+                record = {"episode": episode, "step": step, "action": plain_data(action, "action"),
+                          "reward": float(reward), "terminated": bool(terminated), "truncated": bool(truncated)}
+                record.update({k: plain_data(info[k], k) for k in ("time", "pulse", "curvature", "wall_x") if k in info})
                 yield record
                 if terminated or truncated or (max_steps is not None and step >= max_steps):
                     break
@@ -249,72 +249,3 @@ def _surrogate(args: argparse.Namespace) -> int:
     from learning.surrogate import main
 
     return main([args.surrogate_command, *args.args], prog="pfmtwin agent surrogate")
-
-
-# -- pfmtwin bench agents ------------------------------------------------------------------------
-
-
-def episode_lengths(particles: int, *, low: int = 2, high: int = 16, seed: int = 0) -> list[int]:
-    """Per-particle episode lengths (steps), log-uniform in ``[low, high]``, seeded.
-
-    The benchmark's stand-in for episodes whose cost varies: on the instrument an episode ends
-    when the wall is lost or the goal reached, so some particles' episodes are much longer.
-    """
-    if not 1 <= int(low) <= int(high):
-        from learning.svpg import LearningConfigError  # here: svpg imports torch, the CLI starts without it
-
-        raise LearningConfigError(f"episode lengths [{low!r}, {high!r}] must satisfy 1 <= low <= high")
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(11,)))
-    return [int(round(math.exp(v))) for v in rng.uniform(math.log(low), math.log(high), size=int(particles))]
-
-
-def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner=closed", repeat: int = 10, *, particles: int = 8, workers: int = 2,
-                 threads: int = 1, surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
-                 lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
-    """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.
-
-    Args:
-        url: the twin (any backend URL) the environment runs on; by default the 0.5 um film on a
-            64 x 64 grid that agents train on (the default window is 0.4 um of 32 x 32 points;
-            the 2 um film of ``twin://?seed=7`` costs 0.8 s per fresh sample, i.e. per rollout).
-        repeat: SVPG iterations per mode (budget ``repeat * sum(episode lengths)`` steps).
-        particles: SVPG particles.
-        workers: LocalCluster worker processes; ``threads`` threads each.
-        surrogate: a surrogate model file; ``None`` fits one here from the twin's transitions.
-        env_steps: steps timed per environment-speed measurement.
-        lengths: range of the per-particle episode lengths (:func:`episode_lengths`).
-        seed: seed of everything.
-
-    Returns:
-        Plain data: ``env_steps_per_s`` (twin, surrogate, speedup), ``surrogate`` (its fit and
-        held-out error when fitted here) and ``svpg`` (:func:`learning.compare.bench_agents` on
-        the twin with per-particle episode lengths: sync and async seconds per iteration, their
-        ratio ``speedup``, updates per particle, how busy the workers were).
-    """
-    from learning import compare
-    from learning.surrogate import env_speed
-
-    env_kwargs = {"microscope": url}
-    out: dict[str, Any] = {"url": url, "particles": particles, "workers": workers, "threads": threads}
-    twin_rate = env_speed(url, env_steps, seed=seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        if surrogate is None:
-            from learning.surrogate import collect_transitions, fit_surrogate
-
-            surrogate = Path(tmp) / "surrogate.pt"
-            t0 = time.perf_counter()
-            data = collect_transitions(url, 300, seed=seed)
-            collect_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            fit = fit_surrogate(data, surrogate, seed=seed)
-            out["surrogate"] = {"transitions": len(data), "collect_s": collect_s, "fit_s": time.perf_counter() - t0,
-                                "held_out_nm": fit["held_out_nm"], "noise_floor_nm": fit["noise_rms_nm"]}
-        sur_rate = env_speed(f"surrogate://{Path(surrogate).resolve()}", env_steps, seed=seed)
-    out["env_steps_per_s"] = {"twin": twin_rate["steps_per_s"], "surrogate": sur_rate["steps_per_s"],
-                              "speedup": sur_rate["steps_per_s"] / twin_rate["steps_per_s"]}
-    lens = episode_lengths(particles, low=lengths[0], high=lengths[1], seed=seed)
-    svpg = compare.bench_agents(DEFAULT_ENV, [{**env_kwargs, "max_steps": n} for n in lens], particles=particles,
-                                steps=int(repeat) * sum(lens), workers=workers, threads=threads, seed=seed)
-    svpg["episode_lengths"] = lens
-    out["svpg"] = svpg
-    return out

@@ -1,14 +1,14 @@
 """Files of plain data and tensors (policy files, surrogate models), in one way.
 
-* :func:`plain`: a value as plain data (dict with str keys, list, str, int, float, bool, None),
+* :func:`plain_data`: a value as plain data (dict with str keys, list, str, int, float, bool, None),
   numpy scalars and arrays converted; anything else is refused by name. Plain data is what
   ``torch.load(weights_only=True)`` reads back without unpickling a class, and what ``json``
   writes.
-* :func:`save`: ``torch.save`` into memory, then written through a temporary file renamed onto
+* :func:`save_file`: ``torch.save`` into memory, then written through a temporary file renamed onto
   the target. The bytes do not depend on the file name (``torch.save`` to a path names the
   archive after the file), so the same content gives the same bytes wherever it is written,
   and a crash never leaves half a file.
-* :func:`load`: ``torch.load(weights_only=True)`` and a check of the ``format``/``version``
+* :func:`load_file`: ``torch.load(weights_only=True)`` and a check of the ``format``/``version``
   entry (and of the entries the caller names), with an error that names the file, why it
   cannot be used and the fix, for any file: missing, a folder, unreadable, not a PyTorch file
   (text, random bytes, a cut-short file), a PyTorch file of classes, or a foreign one.
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["load", "plain", "save", "write_atomically"]
+__all__ = ["load_file", "plain_data", "save_file", "write_atomically"]
 
 
-def plain(value: Any, where: str = "value", error: type[Exception] = TypeError) -> Any:
+def plain_data(value: Any, where: str = "value", error: type[Exception] = TypeError) -> Any:
     """``value`` as plain data, or ``error`` naming where the first non-plain entry is.
 
     Args:
@@ -48,16 +48,16 @@ def plain(value: Any, where: str = "value", error: type[Exception] = TypeError) 
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if isinstance(value, np.ndarray):
-        return plain(value.tolist(), where, error)
+        return plain_data(value.tolist(), where, error)
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise error(f"{where} has a non-string key {k!r}; these files hold plain data only")
-            out[k] = plain(v, f"{where}[{k!r}]", error)
+            out[k] = plain_data(v, f"{where}[{k!r}]", error)
         return out
     if isinstance(value, (list, tuple)):
-        return [plain(v, f"{where}[{i}]", error) for i, v in enumerate(value)]
+        return [plain_data(v, f"{where}[{i}]", error) for i, v in enumerate(value)]
     raise error(f"{where} is {value!r} of type {type(value).__name__}; these files hold plain data only "
                 "(dict, list, str, int, float, bool, None, numpy numbers and arrays) so they load with weights_only=True")
 
@@ -101,7 +101,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[str], None],
         raise
 
 
-def save(path: str | os.PathLike[str], content: dict[str, Any], error: type[Exception] = OSError) -> None:
+def save_file(path: str | os.PathLike[str], content: dict[str, Any], error: type[Exception] = OSError) -> None:
     """Write ``content`` (plain data and tensors) to ``path``, atomically and byte-reproducibly.
 
     Raises:
@@ -133,9 +133,9 @@ def _kinds(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
 
 
-def load(path: str | os.PathLike[str], file_format: tuple[str, int], what: str, error: type[Exception] = OSError,
+def load_file(path: str | os.PathLike[str], file_format: tuple[str, int], what: str, error: type[Exception] = OSError,
          fix: str = "", entries: Mapping[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
-    """Read a file written by :func:`save` whose ``format`` and ``version`` are ``file_format``.
+    """Read a file written by :func:`save_file` whose ``format`` and ``version`` are ``file_format``.
 
     Any other file is refused with ``error`` naming ``what``, the file (and, for a relative
     path, where it resolves), why, and ``fix``: missing, a folder, unreadable, not a PyTorch

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from control.errors import PfmTwinError
-from learning.files import load, plain, save
+from learning.files import load_file, plain_data, save_file
 from learning.svpg import LearningConfigError
 
 __all__ = [
@@ -422,15 +422,15 @@ def save_policy(path: str | os.PathLike[str], content: PolicyFile) -> None:
         raise PolicyFileError(f"critic has shape {critic.shape!r}; expected (particles, {content.spec.critic_size})")
     data = {
         "format": FILE_FORMAT[0], "version": FILE_FORMAT[1],
-        "env_id": plain(content.env_id, "env_id", PolicyFileError),
-        "env_kwargs": plain(content.env_kwargs, "env_kwargs", PolicyFileError),
+        "env_id": plain_data(content.env_id, "env_id", PolicyFileError),
+        "env_kwargs": plain_data(content.env_kwargs, "env_kwargs", PolicyFileError),
         "spec": content.spec.to_dict(),
         "actor": torch.from_numpy(actor.copy()),
         "critic": torch.from_numpy(critic.copy()),
         "final_returns": [float(r) for r in np.asarray(content.final_returns, dtype=float).reshape(-1)],
-        "info": plain(content.info, "info", PolicyFileError),
+        "info": plain_data(content.info, "info", PolicyFileError),
     }
-    save(path, data, PolicyFileError)
+    save_file(path, data, PolicyFileError)
 
 
 #: Entries of a policy file and their types (checked on loading, before anything reads them).
@@ -452,7 +452,7 @@ def load_policy(path: str | os.PathLike[str]) -> PolicyFile:
     """
     p = os.fspath(path)
     fix = "write one with 'pfmtwin agent train ... --out FILE'"
-    data = load(p, FILE_FORMAT, "policy file", PolicyFileError, fix, ENTRIES)
+    data = load_file(p, FILE_FORMAT, "policy file", PolicyFileError, fix, ENTRIES)
 
     def garbled(entry: str, why: str) -> PolicyFileError:
         return PolicyFileError(f"policy file {p!r} has a garbled entry {entry!r}: {why}; {fix}")

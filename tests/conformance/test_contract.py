@@ -33,7 +33,8 @@ BAD_COMMANDS = [
 @pytest.fixture(scope="module")
 def surrogate_model(tmp_path_factory) -> str:
     """A surrogate model file fitted on a few transitions of the same twin (quick, not accurate)."""
-    from learning.surrogate import collect_transitions, fit_surrogate
+    from learning.surrogate_data import collect_transitions
+    from learning.surrogate_fit import fit_surrogate
 
     path = tmp_path_factory.mktemp("surrogate") / "model.pt"
     fit_surrogate(collect_transitions("twin://?" + OPTIONS, 48, seed=0, episode_steps=8), path, seed=0, epochs=20)

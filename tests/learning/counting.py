@@ -10,14 +10,14 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from learning.compare import CostlyEpisodesEnv
+from learning.bench import CostlyEpisodesEnv
 
 #: Gymnasium id; the module prefix makes every process import (and so register) it first.
 COUNTING_ENV_ID = "tests.learning.counting:pfmtwin-test/Counting-v0"
 
 
 class CountingEnv(CostlyEpisodesEnv):
-    """:class:`learning.compare.CostlyEpisodesEnv` that appends a byte to ``log`` on every step."""
+    """:class:`learning.bench.CostlyEpisodesEnv` that appends a byte to ``log`` on every step."""
 
     def __init__(self, log: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from control.served import Served
 from learning.policies import load_policy
 from scenarios.cli import main
 from tests.conftest import SMALL_TWIN
@@ -133,15 +134,9 @@ def _run_lines(policy: Path, microscope: str) -> list[dict]:
 
 def test_same_policy_same_actions_and_rewards_on_twin_and_emulator(wall_policy):
     """Deployed unchanged: twin://?seed=3 in process, and `pfmtwin emulate --seed 3 --speed max`."""
-    emulator = subprocess.Popen([*PFMTWIN, "emulate", "--listen", "socket://127.0.0.1:0", "--seed", "3",
-                                 "--speed", "max", "--twin", TWIN_OPTIONS],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = json.loads(emulator.stdout.readline())["listening"]
-        on_emulator = _run_lines(wall_policy, url)
-    finally:
-        emulator.terminate()
-        emulator.communicate(timeout=30)
+    with Served("emulate", "--listen", "socket://127.0.0.1:0", "--seed", "3", "--speed", "max",
+                "--twin", TWIN_OPTIONS) as emulator:
+        on_emulator = _run_lines(wall_policy, emulator.url)
     on_twin = _run_lines(wall_policy, f"twin://?seed=3&{TWIN_OPTIONS}")
     assert len(on_twin) == 6  # 2 episodes of max_steps=3 (the wall survives them on this film)
     assert [r["episode"] for r in on_twin] == [0, 0, 0, 1, 1, 1]
@@ -171,7 +166,7 @@ def test_random_baseline_runs_in_the_policys_environment_reproducibly(wall_polic
 
 
 def test_bench_episode_lengths_refuse_an_empty_range():
-    from learning.cli import episode_lengths
+    from learning.bench import episode_lengths
     from learning.svpg import LearningConfigError
 
     assert all(2 <= n <= 16 for n in episode_lengths(8, seed=1))

@@ -4,6 +4,8 @@ determinism, clear errors, and Stable-Baselines3 PPO training on it unmodified."
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
@@ -60,6 +62,19 @@ def test_registered_id_makes_the_environment_for_a_backend_url():
     assert info["pulse"]["width"] > 0 and info["time"] > 0
     env.close()
     env.close()  # idempotent
+
+
+@pytest.mark.parametrize("first, then", [("learning", "gymnasium"), ("gymnasium", "learning"),
+                                         ("learning", "gymnasium.spaces")])
+def test_importing_learning_registers_the_id_whenever_gymnasium_comes(first, then):
+    """``import learning`` registers the id without importing Gymnasium itself (so the surrogate
+    backend imports without it): at once if Gymnasium is there, else as Gymnasium is imported."""
+    code = (f"import sys; import {first}; "
+            f"assert {first == 'gymnasium'} or 'gymnasium' not in sys.modules, 'import learning imported gymnasium'; "
+            f"import {then}; import gymnasium, learning; "
+            "assert learning.ENV_ID in gymnasium.registry, 'not registered'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(

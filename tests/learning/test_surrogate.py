@@ -4,6 +4,9 @@ passes Gymnasium's checker under DomainWall-v0, scans that show the wall it hold
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -13,18 +16,11 @@ from gymnasium.utils.env_checker import check_env
 import control
 import learning
 from control import InstrumentError, LimitError, UrlError
-from learning.surrogate import (
-    FILE_FORMAT,
-    Surrogate,
-    SurrogateFileError,
-    Transitions,
-    TransitionsError,
-    collect_transitions,
-    evaluate_surrogate,
-    fit_surrogate,
-    load_model,
-    main,
-)
+from learning.surrogate import main
+from learning.surrogate_backend import Surrogate
+from learning.surrogate_data import Transitions, TransitionsError, collect_transitions
+from learning.surrogate_fit import evaluate_surrogate, fit_surrogate
+from learning.surrogate_model import FILE_FORMAT, SurrogateFileError, load_model
 from learning.wall import trace_wall
 from ..conftest import SMALL_TWIN
 
@@ -144,6 +140,20 @@ def test_connect_opens_it_and_the_env_checker_passes(data):
     env.close()
 
 
+def test_the_backend_needs_the_model_only_not_gymnasium_or_the_env(data):
+    """Its module, and opening and using surrogate:// through the entry point, import neither
+    Gymnasium nor the environment (nor the collection and the fit that use them)."""
+    code = ("import sys, control, learning.surrogate_backend; "
+            f"scope = control.connect({surrogate_url(data)!r}); "
+            f"scope.scan(control.ScanSpec(**{WINDOW.to_dict()!r})); scope.apply_pulse(2.5e-7, 2.5e-7, 9.0, 1e-3); "
+            "scope.close(); "
+            "loaded = [m for m in sys.modules if m.split('.')[0] == 'gymnasium' or m in "
+            "('learning.env', 'learning.surrogate_data', 'learning.surrogate_fit')]; "
+            "assert not loaded, loaded")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_same_seed_gives_identical_episodes(data):
     def episode() -> list:
         env = gymnasium.make(learning.ENV_ID, microscope=surrogate_url(data, "seed=2&noise=5"), max_steps=5)
@@ -245,7 +255,7 @@ def test_command_line_prints_json(data, capsys):
 
 
 def test_bench_agents_reports_twin_and_surrogate_speed_and_both_modes(data):
-    from learning.cli import bench_agents
+    from learning.bench import bench_agents
 
     out = bench_agents(URL, repeat=1, particles=2, surrogate=data["model"], env_steps=4, lengths=(1, 3))
     rates = out["env_steps_per_s"]

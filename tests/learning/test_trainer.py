@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from learning.compare import COSTLY_ENV_ID, CostlyEpisodesEnv, bench_agents, compare, markdown_table
+from learning.bench import COSTLY_ENV_ID, CostlyEpisodesEnv, bench_sync_async
+from learning.compare import compare, markdown_table
 from learning.policies import Policy, PolicyFileError, load_policy, save_policy
 from learning.svpg import LearningConfigError
 from learning.trainer import Progress, TrainResult, dask_client, train
@@ -146,8 +147,8 @@ def test_compare_runs_every_variant_and_seed_as_train_would(cluster: str) -> Non
     assert "| svpg | algo=svpg |" in table and "| independent | algo=independent |" in table
 
 
-def test_bench_agents_reports_both_modes(cluster: str) -> None:
-    out = bench_agents(particles=2, steps=150, scheduler=cluster, hidden=(8,))
+def test_bench_sync_async_reports_both_modes(cluster: str) -> None:
+    out = bench_sync_async(particles=2, steps=150, scheduler=cluster, hidden=(8,))
     assert out["sync"]["updates"][0] == out["sync"]["updates"][1] >= 1
     assert out["async"]["env_steps"] >= 150 and out["sync"]["env_steps"] >= 150
     assert out["speedup"] == pytest.approx(out["sync_s_per_it"] / out["async_s_per_it"])
