@@ -57,7 +57,7 @@ class Server:
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((host, port))
-            listener.listen(4)
+            listener.listen(socket.SOMAXCONN)  # a connect storm queues instead of being dropped (1 s SYN retry)
         except OSError:
             listener.close()
             raise
