@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/pfmtwin demo --out out/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 	@# The firmware again on Verilator: the top level (UART, parser, registers, pulse, scan,

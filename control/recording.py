@@ -68,8 +68,8 @@ import h5py
 import numpy as np
 
 from control.contract import InstrumentInfo, LineCallback, Microscope, PulseRecord, ScanResult, ScanSpec
-from control.hardware import HardwareSpec
 from control.errors import InstrumentError, InvalidArgumentError, PfmTwinError, RecordingError
+from control.hardware import HardwareSpec
 from control.limits import SafetyLimits, shown
 from control.nsid import CHANNEL_UNITS, NSID_VERSION, write_scan_group  # noqa: F401 (re-exported)
 

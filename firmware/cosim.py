@@ -41,9 +41,9 @@ import numpy as np
 
 from control import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
 from control.errors import InvalidArgumentError, LimitError
+from control.fpga import FpgaTiming
 from control.hardware import CONTROL_BITS
 from firmware import lockin_model
-from control.fpga import FpgaTiming
 from twin.instrument import TwinMicroscope
 
 #: RTL sources of the top level, in firmware/rtl.

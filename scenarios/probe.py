@@ -42,8 +42,8 @@ from tqdm import tqdm
 import control
 from control import TransportError, wire
 from control.serial_client import SerialClient
-from control.wire import Cmd
 from control.served import Served
+from control.wire import Cmd
 
 #: A command taking longer than this (s) counts as a hang.
 HANG = 60.0

@@ -17,9 +17,9 @@ import simpy
 
 import control
 from control import InstrumentInfo, PulseRecord, SafetyLimits, ScanResult, ScanSpec
+from control.fpga import FpgaTiming
 from control.hardware import DEFAULT_HARDWARE, HardwareSpec
 from twin.film import Film, FilmParams
-from control.fpga import FpgaTiming
 from twin.pfm import PfmParams, PfmSignal
 from twin.scanner import Scanner, ScannerParams
 

@@ -15,11 +15,11 @@ import time
 import cocotb
 import numpy as np
 
+from control.fpga import FpgaTiming
 from control.hardware import DEFAULT_HARDWARE
 from firmware import lockin_model
 from firmware.cosim import control_word
 from firmware.tb.host import Analog, Host, after_cycles
-from control.fpga import FpgaTiming
 
 IDLE_CYCLES = 200_000
 PIXELS = 64

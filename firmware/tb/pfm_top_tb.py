@@ -23,6 +23,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from control import wire
+from control.fpga import FpgaTiming
 from control.hardware import (
     CONTROL_BITS,
     DEFAULT_HARDWARE,
@@ -36,7 +37,6 @@ from control.wire import Cmd, Nak
 from firmware import lockin_model
 from firmware.spec import COMMAND_LATENCY_CYCLES, nak_messages
 from firmware.tb.host import Analog, Host, NakError
-from control.fpga import FpgaTiming
 
 SEED = int(os.environ.get("PFM_TB_SEED", "20261125"))
 TIMING = FpgaTiming(DEFAULT_HARDWARE)

@@ -30,8 +30,8 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer, ValueChange
 
 from control import PulseRecord
-from control.hardware import DEFAULT_HARDWARE
 from control.fpga import FpgaTiming
+from control.hardware import DEFAULT_HARDWARE
 
 DEFAULT_SEED = 20260604
 SEED = int(os.environ.get("PFM_TB_SEED", DEFAULT_SEED))

@@ -28,8 +28,8 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from control.hardware import DEFAULT_HARDWARE
 from control.fpga import FpgaTiming
+from control.hardware import DEFAULT_HARDWARE
 
 DEFAULT_SEED = 20260604
 SEED = int(os.environ.get("PFM_TB_SEED", DEFAULT_SEED))

@@ -20,6 +20,7 @@ from control import InvalidArgumentError, LimitError, SafetyLimits, UrlError
 from control.analysis import NoWallError, wall_profile
 from learning.env import DomainWallConfig, DomainWallEnv, EnvConfigError, EpisodeError, PulseMap, Window
 from learning.wall import CURVATURE_UNIT, Wall, curvature, locate_wall, trace_wall
+
 from ..conftest import SMALL_TWIN
 
 URL = SMALL_TWIN.format(seed=3)

@@ -22,6 +22,7 @@ from learning.surrogate_data import Transitions, TransitionsError, collect_trans
 from learning.surrogate_fit import evaluate_surrogate, fit_surrogate
 from learning.surrogate_model import FILE_FORMAT, SurrogateFileError, load_model
 from learning.wall import trace_wall
+
 from ..conftest import SMALL_TWIN
 
 URL = SMALL_TWIN.format(seed=3)

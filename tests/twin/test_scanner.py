@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from twin.scanner import (CALIBRATION_RAMP, CREEP_REFERENCE, PLAY_RADII, Scanner, ScannerParams, creep_modes,
-                          play_operators)
+from twin.scanner import (
+    CALIBRATION_RAMP,
+    CREEP_REFERENCE,
+    PLAY_RADII,
+    Scanner,
+    ScannerParams,
+    creep_modes,
+    play_operators,
+)
 
 UM = 1e-6
 STILL = {"drift_speed": 0.0}  # no thermal drift: look at the piezo alone
