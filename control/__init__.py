@@ -16,6 +16,7 @@ from control.contract import (
     PulseRecord,
     ScanResult,
     ScanSpec,
+    wrap_phase,
 )
 from control.errors import (
     InstrumentError,
@@ -33,6 +34,7 @@ from control.recording import Command, Recorder, Session, read_session
 __version__ = "0.1.0"
 
 __all__ = [
+    "wrap_phase",
     "CHANNELS",
     "DEFAULT_HARDWARE",
     "PROTOCOL_VERSION",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from scipy import ndimage
 
-from control.contract import ScanResult
+from control.contract import ScanResult, wrap_phase
 from control.errors import PfmTwinError
 
 #: Gaussian smoothing of the projected piezoresponse before its sign is taken, pixels. One pixel
@@ -346,7 +346,7 @@ def _circular_mean(phase: np.ndarray) -> float:
     if phase.size == 0:
         return float("nan")
     mean = np.rad2deg(np.angle(np.exp(1j * np.deg2rad(phase)).mean()))
-    return float((mean + 90.0) % 360.0 - 90.0)
+    return float(wrap_phase(mean))
 
 
 def _circular_std(phase: np.ndarray) -> float:

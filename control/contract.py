@@ -16,8 +16,13 @@ from control.errors import InvalidArgumentError
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits, integer, pair, real, shown
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"  # = control.wire.PROTOCOL_MAJOR.PROTOCOL_MINOR (tests/control/test_wire.py)
 CHANNELS = ("height", "amplitude", "phase")
+
+
+def wrap_phase(phase):
+    """Phase in degrees wrapped into the instrument's range [-90, 270) (a float or an array)."""
+    return (phase + 90.0) % 360.0 - 90.0
 
 
 @dataclass(frozen=True)

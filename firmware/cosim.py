@@ -39,7 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
-from control import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
+from control import InstrumentInfo, PulseRecord, ScanResult, ScanSpec, wrap_phase
 from control.errors import InvalidArgumentError, LimitError
 from control.fpga import FpgaTiming
 from control.hardware import CONTROL_BITS
@@ -271,7 +271,7 @@ class CosimInstrument:
         full = 2 ** (self.config.hardware.adc_bits - 1) - 1
         amplitude = codes[:, 0] * lockin_model.AMP_LSB * (self.cosim.adc_full_scale / full)
         phase = codes[:, 1] * lockin_model.PHASE_LSB_DEG
-        return amplitude, (phase + 90.0) % 360.0 - 90.0
+        return amplitude, wrap_phase(phase)
 
 
 def control_word(start: bool = False, retrace: bool = False, clear_errors: bool = False) -> int:

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 import numpy as np
 
 import control
-from control.contract import InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec
+from control.contract import InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec, wrap_phase
 from control.errors import InstrumentError, UrlError
 from control.fpga import FpgaTiming
 from control.hardware import HardwareSpec
@@ -159,7 +159,7 @@ class Surrogate:
         return {
             "height": np.zeros(spec.shape),
             "amplitude": amplitude,
-            "phase": (phase + 90.0) % 360.0 - 90.0,
+            "phase": wrap_phase(phase),
         }
 
     def scan(self, spec: ScanSpec, on_line: LineCallback | None = None) -> ScanResult:

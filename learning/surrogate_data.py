@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import control
-from control.contract import ScanResult, ScanSpec
+from control.contract import ScanResult, ScanSpec, wrap_phase
 from control.errors import PfmTwinError
 from learning.env import DomainWallEnv
 from learning.files import write_atomically
@@ -154,7 +154,7 @@ def _mean_wall(scope: control.Microscope, spec: ScanSpec, scans: int) -> tuple[W
 def _circular_mean(phase: np.ndarray) -> float:
     """Mean of angles (deg), in [-90, 270) like the twin's phase channel."""
     z = np.exp(1j * np.deg2rad(phase)).mean()
-    return float((np.rad2deg(np.angle(z)) + 90.0) % 360.0 - 90.0)
+    return float(wrap_phase(np.rad2deg(np.angle(z))))
 
 
 def _domains(result: ScanResult, wall: Wall) -> dict[str, list[float]]:

@@ -9,22 +9,19 @@ seed and the same sequence of commands give the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import simpy
 
 import control
-from control import InstrumentInfo, PulseRecord, SafetyLimits, ScanResult, ScanSpec
+from control import InstrumentInfo, LineCallback, PulseRecord, SafetyLimits, ScanResult, ScanSpec
 from control.fpga import FpgaTiming
 from control.hardware import DEFAULT_HARDWARE, HardwareSpec
 from twin.film import Film, FilmParams
 from twin.pfm import PfmParams, PfmSignal
 from twin.scanner import Scanner, ScannerParams
-
-#: Called as each scan line is acquired: (line index, line start time s, channels of that line).
-LineHook = Callable[[int, float, dict[str, np.ndarray]], None]
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ class TwinMicroscope:
         self.scanner = Scanner(config.scanner, np.random.default_rng(scanner_seed))
         self.noise = np.random.default_rng(noise_seed)
         self.timing = FpgaTiming(config.hardware)
-        self.on_line: LineHook | None = None
+        self.on_line: LineCallback | None = None
         self._closed = False
 
     # -- the Backend verbs ----------------------------------------------------------------
@@ -127,7 +124,7 @@ class TwinMicroscope:
         """Move the tip to (x, y) m at ``speed`` m/s."""
         self._run(self._move(x, y, speed))
 
-    def scan(self, spec: ScanSpec, on_line: LineHook | None = None, *,
+    def scan(self, spec: ScanSpec, on_line: LineCallback | None = None, *,
              positions: tuple[np.ndarray, np.ndarray] | None = None) -> ScanResult:
         """Acquire an image; each line is handed to ``on_line`` (and ``self.on_line``) when acquired.
 
@@ -179,7 +176,7 @@ class TwinMicroscope:
         """Film coordinates (m) of actual tip positions (m)."""
         return x - self.config.origin[0], y - self.config.origin[1]
 
-    def _scan(self, spec: ScanSpec, on_line: LineHook | None = None,
+    def _scan(self, spec: ScanSpec, on_line: LineCallback | None = None,
               positions: tuple[np.ndarray, np.ndarray] | None = None) -> Generator:
         xs, ys = spec.positions()
         if positions is None:

@@ -35,6 +35,7 @@ import scipy.fft
 from scipy.ndimage import map_coordinates
 from scipy.signal import lfilter
 
+from control.contract import wrap_phase
 from twin.film import Film, correlated_noise, power_law_field
 
 
@@ -230,5 +231,5 @@ class PfmSignal:
         return {
             "height": height,
             "amplitude": np.abs(signal),
-            "phase": (phase + 90.0) % 360.0 - 90.0,
+            "phase": wrap_phase(phase),
         }

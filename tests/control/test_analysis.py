@@ -12,6 +12,7 @@ from scipy import ndimage
 import control
 from control import analysis
 from control.analysis import STATISTICS, UnknownStatisticError, image_statistics
+from control.contract import wrap_phase
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "pfm-real"
 PITCH = 4e-9  # m
@@ -110,7 +111,7 @@ def test_phase_states_and_their_scatter():
     right = s > 40  # the 180 deg state holds 88 of 256 columns
     # Wrapped-normal phase noise of std sigma has circular std sqrt(-2 ln R) = sigma exactly.
     phase = np.where(right, 200.0 + rng.normal(0, 30, s.shape), 20.0 + rng.normal(0, 10, s.shape))
-    phase = (phase + 90.0) % 360.0 - 90.0
+    phase = wrap_phase(phase)
     result = scan(np.full(s.shape, 1e-10), phase)
     assert analysis.phase_up(result) == pytest.approx(20.0, abs=0.5)
     assert analysis.phase_down(result) == pytest.approx(200.0, abs=1.0)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import control
 from control import PulseRecord, ScanSpec, wire
 from control.wire import Cmd, Damaged, Decoder, Frame, encode
 
@@ -108,3 +109,12 @@ def test_records_round_trip():
 def test_malformed_payloads_are_a_clear_error(unpack, payload, match):
     with pytest.raises(wire.WireError, match=match):
         unpack(payload)
+
+
+def test_the_contract_reports_the_wire_protocol_version():
+    assert control.PROTOCOL_VERSION == f"{wire.PROTOCOL_MAJOR}.{wire.PROTOCOL_MINOR}"
+
+
+def test_phases_wrap_into_the_instruments_range():
+    assert control.wrap_phase(270.0) == -90.0 and control.wrap_phase(-91.0) == 269.0
+    assert np.array_equal(control.wrap_phase(np.array([-90.0, 0.0, 269.5, 450.0])), [-90.0, 0.0, 269.5, 90.0])
