@@ -479,7 +479,8 @@ class Session:
         path: the session file.
         metadata: file-level metadata; ``hardware``, ``limits`` and ``options`` as dicts.
         commands: every complete record, in order.
-        incomplete: indices of records cut short by a crash of the writer (at most the last).
+        incomplete: indices of records cut short by a crash of the writer (the one in flight),
+            including an entry whose object never reached the disk.
     """
 
     path: Path
@@ -578,8 +579,15 @@ def read_session(path: str | PathLike) -> Session:
         commands, incomplete = [], []
         records = file["commands"]
         for name in sorted(records, key=int):
-            if records[name].attrs.get("complete", False):
-                commands.append(_read_command(records[name]))
-            else:
+            try:
+                record = records[name]
+                command = _read_command(record) if record.attrs.get("complete", False) else None
+            except (KeyError, OSError, RuntimeError, ValueError):
+                # A writer killed mid-record can leave an entry whose object never reached the
+                # disk (HDF5: "addr overflow"): it was in flight, so it is incomplete.
+                command = None
+            if command is None:
                 incomplete.append(int(name))
+            else:
+                commands.append(command)
     return Session(path=path, metadata=metadata, commands=commands, incomplete=incomplete)

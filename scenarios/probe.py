@@ -273,9 +273,10 @@ def kill9(tries: int, seed: int, bar: tqdm, folder: Path) -> dict:
             proc.stdout.close()
         try:
             session = read_session(path)
-        except control.PfmTwinError:
+        except Exception as exc:  # noqa: BLE001 - a probe reports what breaks, it does not stop at it
             out["unreadable"] += 1
             out["lost"] += announced
+            out.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
             continue
         recorded = sum(c.verb != "info" for c in session.commands)
         out["announced"] += announced
@@ -309,7 +310,8 @@ def run(seed: int = 0, scale: float = 1.0) -> dict:
         report["kill9"] = kill9(tries, seed, bar, Path(folder))
     report["seconds"] = round(time.monotonic() - started, 1)
     parts = [*report["faults"], report["fuzz"], report["storm"], report["kill9"]]
-    report["totals"] = {key: sum(p.get(key, 0) for p in parts) for key in ("wrong", "double", "lost", "hangs", "crashes")}
+    report["totals"] = {key: sum(p.get(key, 0) for p in parts)
+                        for key in ("wrong", "double", "lost", "hangs", "crashes", "unreadable")}
     report["totals"]["storm_executed"] = report["storm"]["executed"]
     return report
 
@@ -317,6 +319,6 @@ def run(seed: int = 0, scale: float = 1.0) -> dict:
 def main(seed: int, scale: float) -> int:
     report = run(seed, scale)
     print(json.dumps(report))
-    bad = any(report["totals"][k] for k in ("wrong", "double", "lost", "hangs", "crashes")) or \
+    bad = any(report["totals"][k] for k in ("wrong", "double", "lost", "hangs", "crashes", "unreadable")) or \
         report["storm"]["executed"]
     return 1 if bad else 0

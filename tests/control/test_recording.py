@@ -243,6 +243,19 @@ def test_a_record_cut_short_is_reported_not_returned(tmp_path):
 
 # -- crash safety -------------------------------------------------------------------------------
 
+
+def test_a_record_whose_object_never_reached_the_disk_is_incomplete_not_a_crash(tmp_path):
+    """A writer killed mid-record can leave an entry pointing past the file's end (HDF5 "addr
+    overflow"; found by ``pfmtwin probe``): reading must report it incomplete, not raise KeyError."""
+    path = tmp_path / "s.h5"
+    with Recorder(open_twin(), path) as scope:
+        workload(scope, 0)
+        workload(scope, 1)
+    with h5py.File(path, "a") as f:
+        f["commands"]["2"] = h5py.SoftLink("/nowhere")  # an entry whose object cannot be opened
+    session = read_session(path)
+    assert len(session.commands) == 2 and session.incomplete == [2]
+
 CRASH_WRITER = """
 import sys
 import warnings

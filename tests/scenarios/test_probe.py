@@ -11,7 +11,8 @@ def test_a_small_probe_finds_nothing_wrong_doubled_lost_or_hung():
     run = pfmtwin("probe", "--scale", "0.001", "--seed", "1", check=False)
     report = json.loads(run.stdout)
     assert run.returncode == 0, report["totals"]
-    assert report["totals"] == {"wrong": 0, "double": 0, "lost": 0, "hangs": 0, "crashes": 0, "storm_executed": 0}
+    assert report["totals"] == {"wrong": 0, "double": 0, "lost": 0, "hangs": 0, "crashes": 0, "unreadable": 0,
+                                "storm_executed": 0}
     assert [m["mix"] for m in report["faults"]] == ["1%", "5%", "10%"]
     for mix in report["faults"]:
         assert mix["completed"] == mix["commands"] == 10
