@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test check setup bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@# Icarus Verilog runs the firmware testbenches (Debian's iverilog 11 works with cocotb 2.1);
@@ -29,6 +29,11 @@ test: $(STAMP)
 	@# The firmware again on Verilator: the top level (UART, parser, registers, pulse, scan,
 	@# lock-in), the pulse generator's timing and the frame parser against the codec.
 	SIM=verilator $(BIN)/python -m pytest -q tests/firmware/test_top.py tests/firmware/test_pulse_gen.py tests/firmware/test_frame_parser.py
+
+check: $(STAMP)  # the fast inner loop: lint, layers, every test but the slow ones (about 3 minutes)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/pfmtwin bench twin

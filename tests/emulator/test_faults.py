@@ -44,6 +44,7 @@ def same(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_a_thousand_commands_over_a_faulty_link(emulators, tmp_path):
     running = emulators(OPTIONS, faults="drop=0.01,corrupt=0.01,duplicate=0.005,disconnect_at=300+700,stall_at=500,stall=0.3")
     rng = np.random.default_rng(0)

@@ -50,6 +50,7 @@ def script(scope) -> dict:
     return {"before": before, "record": record, "after": after, "now": scope.now()}
 
 
+@pytest.mark.slow
 def test_scan_and_pulse_through_the_rtl_agree_with_the_twin(cosim):
     with control.connect(f"twin://?seed={SEED}&{TWIN_OPTIONS}") as twin, control.connect(cosim.url) as rtl:
         assert rtl.info().backend == "cosim"
@@ -104,6 +105,7 @@ def test_read_register_reaches_the_rtl(cosim):
         request(Cmd.BYE, 4, b"")
 
 
+@pytest.mark.slow
 def test_sigterm_to_cosim_ends_its_simulator():
     """`kill PID` of `pfmtwin cosim` (not of its group) must not leave the simulator serving."""
     with cosim_process(twin=TWIN_OPTIONS, seed=SEED, sim=os.environ.get("SIM", "icarus")) as process:

@@ -132,6 +132,7 @@ def _run_lines(policy: Path, microscope: str) -> list[dict]:
     return [json.loads(line) for line in p.stdout.strip().splitlines()]
 
 
+@pytest.mark.slow
 def test_same_policy_same_actions_and_rewards_on_twin_and_emulator(wall_policy):
     """Deployed unchanged: twin://?seed=3 in process, and `pfmtwin emulate --seed 3 --speed max`."""
     with Served("emulate", "--listen", "socket://127.0.0.1:0", "--seed", "3", "--speed", "max",

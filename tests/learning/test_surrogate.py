@@ -255,6 +255,7 @@ def test_command_line_prints_json(data, capsys):
 # -- pfmtwin bench agents ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_agents_reports_twin_and_surrogate_speed_and_both_modes(data):
     from learning.bench import bench_agents
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import pytest
 
 from control.recording import read_session
 
@@ -102,6 +103,7 @@ def test_the_layering_contract_holds():
     assert re.search(r"Contracts: [1-9]\d* kept, 0 broken\.", run.stdout)
 
 
+@pytest.mark.slow
 def test_bench_emulator_prints_round_trips_and_lag():
     run = pfmtwin("bench", "emulator", "--url", SMALL_TWIN.format(seed=1), "--repeat", "1")
     out = json.loads(run.stdout)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .test_cli import pfmtwin
 
 
+@pytest.mark.slow
 def test_a_small_probe_finds_nothing_wrong_doubled_lost_or_hung():
     run = pfmtwin("probe", "--scale", "0.001", "--seed", "1", check=False)
     report = json.loads(run.stdout)

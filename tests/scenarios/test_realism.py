@@ -21,6 +21,7 @@ def run(tmp_path: Path, *args: str) -> int:
     return main(["realism", *args, "--out", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_a_noise_free_twin_is_flagged(tmp_path, capsys):
     url = "twin://?seed=1&noise=0"
     assert run(tmp_path, str(REAL), "--backend", url) == 1
@@ -126,6 +127,7 @@ def test_leave_one_out_holds_each_real_scan_against_the_others():
     assert loo["inside_fraction"] == pytest.approx(3 / 7) and loo["expected"] == pytest.approx(3 / 5)
 
 
+@pytest.mark.slow
 def test_exit_0_for_the_default_twin(tmp_path, capsys):
     """No statistic of the default twin is flagged (tests/twin/test_realism.py holds the whole
     panel over several samples and days)."""

@@ -19,6 +19,8 @@ from control.analysis import STATISTICS, image_statistics
 from control.nsid import read_scans
 from scenarios import realism
 
+pytestmark = pytest.mark.slow  # one 45 s fixture scans the twin at nine samples and days
+
 REAL = Path(__file__).resolve().parents[1] / "data" / "pfm-real"
 CHECKED = [name for name in STATISTICS if name not in ("phase_up", "phase_down")]
 
