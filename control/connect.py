@@ -115,8 +115,7 @@ class Guarded:
     def move_tip(self, x: float, y: float, *, speed: float | None = None) -> None:
         """Move the tip to (x, y), m, at ``speed`` m/s (default: the fastest allowed)."""
         backend = self._live()
-        xf, yf = self._limits.check_position(x, y)
-        backend.move_tip(xf, yf, self._limits.check_speed(speed))
+        backend.move_tip(*self._limits.check_move(x, y, speed))
 
     def scan(self, spec: ScanSpec, *, on_line: LineCallback | None = None) -> ScanResult:
         """Acquire an image described by ``spec``.
@@ -139,9 +138,7 @@ class Guarded:
     def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord:
         """Move to (x, y), m, and apply a bias pulse of ``amplitude`` V for ``width`` s."""
         backend = self._live()
-        xf, yf = self._limits.check_position(x, y, what="pulse position")
-        a, w = self._limits.check_pulse(amplitude, width)
-        return backend.apply_pulse(xf, yf, a, w)
+        return backend.apply_pulse(*self._limits.check_pulse_at(x, y, amplitude, width))
 
     def now(self) -> float:
         """Instrument time, s."""

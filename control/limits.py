@@ -282,6 +282,17 @@ class SafetyLimits:
             )
         return s
 
+    def check_move(self, x: object, y: object, speed: object | None) -> tuple[float, float, float]:
+        """A tip move as the guard and every server check it: (x, y, speed) in m, m/s."""
+        xf, yf = self.check_position(x, y)
+        return xf, yf, self.check_speed(speed)
+
+    def check_pulse_at(self, x: object, y: object, amplitude: object, width: object
+                       ) -> tuple[float, float, float, float]:
+        """A pulse as the guard and every server check it: (x, y, amplitude, width) in m, V, s."""
+        xf, yf = self.check_position(x, y, what="pulse position")
+        return (xf, yf, *self.check_pulse(amplitude, width))
+
     def check_pulse(self, amplitude: object, width: object) -> tuple[float, float]:
         """Validate a bias pulse (V, s) and return it as floats."""
         a = real("amplitude", amplitude, "V")

@@ -72,8 +72,8 @@ class Emulator:
         url: how clients reach this emulator (reported by IDENTIFY).
         instrument: serve this instrument instead of opening ``twin_url`` (firmware
             co-simulation serves the RTL with the twin's physics this way). It has the twin's
-            verbs (``info``, ``now``, ``move_tip``, ``apply_pulse``, ``scan`` with the
-            ``on_line`` hook attribute, ``drift_burst``, ``blunt_tip``) and, to serve READ_REG,
+            verbs (``info``, ``now``, ``move_tip``, ``apply_pulse``, ``scan(spec, on_line)``),
+            the fault hooks ``drift_burst`` and ``blunt_tip``, and, to serve READ_REG,
             ``read_register(address) -> int``; it runs as fast as it can (``speed`` None).
         backend: the backend name IDENTIFY reports.
     """
@@ -289,26 +289,18 @@ class Emulator:
                 send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.UNKNOWN_COMMAND, cmd, f"command 0x{cmd:02x} is not known")))
                 return
             if cmd == Cmd.MOVE:
-                x, y, speed = wire.unpack_move(frame.payload)
-                x, y = self.limits.check_position(x, y)
-                self.twin.move_tip(x, y, self.limits.check_speed(speed))
+                self.twin.move_tip(*self.limits.check_move(*wire.unpack_move(frame.payload)))
                 self.executed += 1
                 send(wire.encode(Cmd.ACK, seq, wire.pack_f64(self.twin.now())))
             elif cmd == Cmd.PULSE:
-                x, y, amplitude, width = wire.unpack_pulse(frame.payload)
-                x, y = self.limits.check_position(x, y, what="pulse position")
-                amplitude, width = self.limits.check_pulse(amplitude, width)
-                record = self.twin.apply_pulse(x, y, amplitude, width)
+                record = self.twin.apply_pulse(*self.limits.check_pulse_at(*wire.unpack_pulse(frame.payload)))
                 self.executed += 1
                 send(wire.encode(Cmd.ACK, seq, wire.pack_record(record)))
             else:
                 spec = wire.unpack_scan(frame.payload)
                 self.limits.check_scan(spec)
-                self.twin.on_line = lambda i, t, ch: send(wire.encode(Cmd.LINE, seq, wire.pack_line(i, t, ch)))
-                try:
-                    result = self.twin.scan(spec)
-                finally:
-                    self.twin.on_line = None
+                result = self.twin.scan(spec, on_line=lambda i, t, ch: send(
+                    wire.encode(Cmd.LINE, seq, wire.pack_line(i, t, ch))))
                 self.executed += 1
                 send(wire.encode(Cmd.ACK, seq, wire.pack_scan_done(spec.shape[0], self.twin.now())))
                 del result

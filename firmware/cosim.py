@@ -125,7 +125,6 @@ class CosimInstrument:
         self.cosim = config or CosimConfig()
         self.config = twin.config
         self.timing = FpgaTiming(twin.config.hardware)
-        self.on_line = None
         self.increment = lockin_model.phase_increment(twin.config.hardware.drive_frequency, twin.config.hardware.adc_rate)
         self.stats = {"pulses": 0, "pixels": 0}
         rtl.write("BIAS_CLAMP_CODE", 2 ** (twin.config.hardware.dac_bits - 1) - 1)
@@ -228,9 +227,8 @@ class CosimInstrument:
                                 amplitude_retrace=a[nx:][::-1], phase_retrace=p[nx:][::-1])
                 for k, v in line.items():
                     channels[k][i] = v
-                for hook in (self.on_line, on_line):
-                    if hook is not None:
-                        hook(i, float(truth.line_times[i]), line)
+                if on_line is not None:
+                    on_line(i, float(truth.line_times[i]), line)
                 delivered[0] += 1
 
         codes, positions = self.rtl.scan(samples, ny * per_line, control_word(start=True, retrace=spec.retrace),

@@ -95,7 +95,6 @@ class TwinMicroscope:
         self.scanner = Scanner(config.scanner, np.random.default_rng(scanner_seed))
         self.noise = np.random.default_rng(noise_seed)
         self.timing = FpgaTiming(config.hardware)
-        self.on_line: LineCallback | None = None
         self._closed = False
 
     # -- the Backend verbs ----------------------------------------------------------------
@@ -126,7 +125,7 @@ class TwinMicroscope:
 
     def scan(self, spec: ScanSpec, on_line: LineCallback | None = None, *,
              positions: tuple[np.ndarray, np.ndarray] | None = None) -> ScanResult:
-        """Acquire an image; each line is handed to ``on_line`` (and ``self.on_line``) when acquired.
+        """Acquire an image; each line is handed to ``on_line`` when acquired.
 
         Args:
             spec: what to scan.
@@ -209,9 +208,8 @@ class TwinMicroscope:
                 channels[f"{name}_retrace"] = values
         for i in range(ny):
             yield self.env.timeout(per_line)
-            for hook in (self.on_line, on_line):
-                if hook is not None:
-                    hook(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
+            if on_line is not None:
+                on_line(i, float(line_times[i]), {k: v[i] for k, v in channels.items()})
         return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=line_times)
 
     def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:
