@@ -14,7 +14,7 @@ Three pieces of physics act on it:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -244,18 +244,36 @@ class Film:
         last = int(moving[-1]) if moving.size else 0
         return min(last + 3, p.grid // 2 - 1)
 
-    def write(self, x: float, y: float, bias: float, width: float) -> int:
+    def pulse(self, x: float, y: float, bias: float, width: float) -> int:
+        """The film's whole answer to one tip pulse: write, then relax what it changed.
+
+        The reach of the pulse is computed once, for both. Back-switching of sub-critical
+        domains completes within ~100 ms of a pulse, before any next command of a real
+        experiment, so it is applied at once. Returns the pixels the writing switched.
+        """
+        half = self.reach(bias, width)
+        switched = self.write(x, y, bias, width, half=half)
+        self.relax(around=(x, y), reach=half)
+        return switched
+
+    def blunt_tip(self, factor: float = 2.0) -> None:
+        """The tip apex radius grows ``factor``-fold (wear, pick-up): weaker writing field, wider wall dips."""
+        self.params = replace(self.params, tip=replace(self.params.tip, radius=self.params.tip.radius * factor))
+        self.version += 1
+
+    def write(self, x: float, y: float, bias: float, width: float, half: int | None = None) -> int:
         """Apply a tip pulse of ``bias`` V for ``width`` s at (x, y) m; return pixels switched.
 
         Positive bias on the tip drives the polarization down (-1) under it: the field points
-        from the tip into the film. Negative bias writes up (+1).
+        from the tip into the film. Negative bias writes up (+1). ``half``: the pulse's
+        :meth:`reach` if already known.
         """
         if bias == 0:
             return 0
         p = self.params
         n, dx = p.grid, p.spacing
         target = -1.0 if bias > 0 else 1.0
-        half = self.reach(bias, width)
+        half = self.reach(bias, width) if half is None else half
         fi, fj = y / dx - 0.5, x / dx - 0.5  # fractional pixel of the tip (row, col)
         rows = (int(round(fi)) + np.arange(-half, half + 1)) % n
         cols = (int(round(fj)) + np.arange(-half, half + 1)) % n

@@ -145,9 +145,7 @@ class TwinMicroscope:
 
     def blunt_tip(self, factor: float = 2.0) -> None:
         """The tip apex radius grows ``factor``-fold (wear, pick-up): wider wall dips, weaker field."""
-        film = self.film
-        film.params = replace(film.params, tip=replace(film.params.tip, radius=film.params.tip.radius * factor))
-        film.version += 1
+        self.film.blunt_tip(factor)
 
     def drift_burst(self, factor: float = 100.0, duration: float = 60.0) -> None:
         """Thermal drift ``factor`` times faster for the next ``duration`` s of instrument time."""
@@ -238,11 +236,8 @@ class TwinMicroscope:
         # displaced as the parked scanner is then (hysteresis, creep, drift).
         dx, dy = np.subtract(self.scanner.position(start), self.scanner.commanded)
         ax, ay = self._film(float(self.timing.quantize(x)) + dx, float(self.timing.quantize(y)) + dy)
-        self.film.write(float(ax), float(ay), emitted, emitted_width)
+        self.film.pulse(float(ax), float(ay), emitted, emitted_width)
         yield self.env.timeout(emitted_width)
-        # Back-switching of sub-critical domains completes within ~100 ms of the pulse; the next
-        # command comes later than that in any real experiment, so it is applied here at once.
-        self.film.relax(around=(float(ax), float(ay)), reach=self.film.reach(emitted, emitted_width))
         return PulseRecord(
             x=x, y=y, amplitude=emitted, width=emitted_width, start=start, cycles=cycles,
             requested_amplitude=amplitude, requested_width=width,

@@ -28,8 +28,7 @@ def written_radius(film: Film) -> float:
 
 
 def pulse(film: Film, bias: float, width: float, at=CENTER) -> float:
-    film.write(*at, bias, width)
-    film.relax(around=at, reach=film.reach(bias, width))
+    film.pulse(*at, bias, width)
     return written_radius(film)
 
 
@@ -81,8 +80,7 @@ def test_radius_grows_with_bias_magnitude_and_either_polarity_writes():
     radii = [pulse(fresh(), v, 1e-3) for v in (5.0, 7.74, 10.0)]
     assert radii[0] < radii[1] < radii[2]
     up = Film(FilmParams(grid=128, size=1e-6, init="down"), np.random.default_rng(11))
-    up.write(*CENTER, -7.74, 1e-3)
-    up.relax(around=CENTER, reach=up.reach(-7.74, 1e-3))
+    up.pulse(*CENTER, -7.74, 1e-3)
     labels, _ = ndimage.label(up.u > 0)
     area = np.bincount(labels.ravel())[1:].max() * up.params.spacing**2
     assert np.sqrt(area / np.pi) == pytest.approx(radii[1], rel=0.15)
