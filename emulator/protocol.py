@@ -19,10 +19,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import monotonic
+from typing import Protocol
 
 import simpy
 
-from control import wire
+from control import InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec, wire
 from control.errors import InvalidArgumentError, LimitError
 from control.limits import SafetyLimits
 from control.wire import Cmd, Nak
@@ -31,7 +32,6 @@ from emulator.clock import ScaledRealtime, Stopped
 from emulator.faults import FaultInjector, FaultPlan
 from emulator.links import Link, LinkClosed
 from twin.backend import open_twin
-from twin.instrument import TwinMicroscope
 
 #: Clients whose last answer is kept whole for resends (the least recent one's answer goes first).
 CACHED_CLIENTS = 8
@@ -62,6 +62,32 @@ class _Peer:
     forgotten: bool = False
 
 
+class ServedInstrument(Protocol):
+    """What the emulator serves, declared once: the contract's verbs and the fault hooks.
+
+    The twin (:class:`twin.instrument.TwinMicroscope`) and firmware co-simulation
+    (``firmware.cosim.CosimInstrument``) implement it. An instrument that also has
+    ``read_register(address) -> int`` serves READ_REG. The limits the server re-checks come from
+    ``info().hardware``.
+    """
+
+    def info(self) -> InstrumentInfo: ...
+
+    def now(self) -> float: ...
+
+    def move_tip(self, x: float, y: float, speed: float) -> None: ...
+
+    def scan(self, spec: ScanSpec, on_line: LineCallback | None = None) -> ScanResult: ...
+
+    def apply_pulse(self, x: float, y: float, amplitude: float, width: float) -> PulseRecord: ...
+
+    def drift_burst(self, factor: float = 100.0, duration: float = 60.0) -> None:
+        """Thermal drift ``factor`` times faster for the next ``duration`` s (a fault hook)."""
+
+    def blunt_tip(self, factor: float = 2.0) -> None:
+        """The tip apex radius grows ``factor``-fold (a fault hook)."""
+
+
 class Emulator:
     """One instrument (a twin on a simpy clock) answering wire-protocol frames.
 
@@ -70,11 +96,9 @@ class Emulator:
         speed: simulated seconds per wall second (1 = real time); ``None``: as fast as possible.
         faults: fault plan (link and instrument faults); ``None``: a perfect link.
         url: how clients reach this emulator (reported by IDENTIFY).
-        instrument: serve this instrument instead of opening ``twin_url`` (firmware
-            co-simulation serves the RTL with the twin's physics this way). It has the twin's
-            verbs (``info``, ``now``, ``move_tip``, ``apply_pulse``, ``scan(spec, on_line)``),
-            the fault hooks ``drift_burst`` and ``blunt_tip``, and, to serve READ_REG,
-            ``read_register(address) -> int``; it runs as fast as it can (``speed`` None).
+        instrument: serve this :class:`ServedInstrument` instead of opening ``twin_url``
+            (firmware co-simulation serves the RTL with the twin's physics this way); it runs
+            as fast as it can (``speed`` None).
         backend: the backend name IDENTIFY reports.
     """
 
@@ -86,8 +110,8 @@ class Emulator:
             raise ValueError("an instrument given to the emulator runs on its own clock; pass speed=None")
         self.speed = speed
         self.env = simpy.Environment() if speed is None else ScaledRealtime(factor=1.0 / speed, strict=False)
-        self.twin: TwinMicroscope = instrument if instrument is not None else open_twin(twin_url, env=self.env)
-        self.limits = SafetyLimits.from_hardware(self.twin.config.hardware)
+        self.twin: ServedInstrument = instrument if instrument is not None else open_twin(twin_url, env=self.env)
+        self.limits = SafetyLimits.from_hardware(self.twin.info().hardware)
         self.faults = FaultInjector(faults or FaultPlan())
         self.url = url
         self.backend = backend

@@ -123,7 +123,7 @@ class CosimInstrument:
         self.twin = twin
         self.rtl = rtl
         self.cosim = config or CosimConfig()
-        self.config = twin.config
+        self.hardware = twin.config.hardware
         self.timing = FpgaTiming(twin.config.hardware)
         self.increment = lockin_model.phase_increment(twin.config.hardware.drive_frequency, twin.config.hardware.adc_rate)
         self.stats = {"pulses": 0, "pixels": 0}
@@ -172,7 +172,7 @@ class CosimInstrument:
                 "use a shorter width or a larger --max-pulse-cycles")
         code = self.timing.bias_code(amplitude)
         self._setpoint(x, y)
-        self.twin.move_tip(x, y, self.config.hardware.tip_speed_max)
+        self.twin.move_tip(x, y, self.hardware.tip_speed_max)
         self.rtl.write("BIAS_CODE", code)
         self.rtl.write("PULSE_WIDTH_CYCLES", cycles)
         pins = self.rtl.pulse(cycles)
@@ -253,7 +253,7 @@ class CosimInstrument:
 
     def _adc_samples(self, amplitude: np.ndarray, phase: np.ndarray) -> np.ndarray:
         """ADC codes for pixels of ``amplitude`` (m) and ``phase`` (deg), in time order."""
-        full = 2 ** (self.config.hardware.adc_bits - 1) - 1
+        full = 2 ** (self.hardware.adc_bits - 1) - 1
         n = self.cosim.pixel_samples
         count = len(amplitude) * n
         theta = 2.0 * np.pi * lockin_model.nco_phase(count, self.increment).astype(np.float64) / 2.0**lockin_model.PHASE_BITS
@@ -266,7 +266,7 @@ class CosimInstrument:
 
     def _pixels(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lock-in codes (n, 2) -> amplitude (m) and phase (deg in [-90, 270), as the twin's)."""
-        full = 2 ** (self.config.hardware.adc_bits - 1) - 1
+        full = 2 ** (self.hardware.adc_bits - 1) - 1
         amplitude = codes[:, 0] * lockin_model.AMP_LSB * (self.cosim.adc_full_scale / full)
         phase = codes[:, 1] * lockin_model.PHASE_LSB_DEG
         return amplitude, wrap_phase(phase)
