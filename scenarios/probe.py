@@ -116,7 +116,7 @@ def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
     ops = _script(np.random.default_rng(seed), mix.commands)
     out = {"mix": mix.name, "faults": mix.faults, "commands": mix.commands, "completed": 0, "wrong": 0,
            "lost": 0, "double": 0, "hangs": 0, "max_command_s": 0.0}
-    executing = 0
+    executing, in_doubt = 0, 0
     with Emulator("--twin", TWIN, "--faults", mix.faults, "--fault-seed", str(seed)) as emulator, \
             control.connect("twin://?" + TWIN) as reference:
         client = SerialClient(emulator.url, timeout=0.15)
@@ -127,6 +127,7 @@ def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
                     got = _run(scope, op)
                 except TransportError:
                     out["lost"] += 1  # the instrument and the reference may now differ: stop here
+                    in_doubt = int(op[0] in ("move", "pulse", "scan"))  # it may have run once
                     break
                 finally:
                     elapsed = time.monotonic() - start
@@ -137,7 +138,7 @@ def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
                 out["completed"] += 1
                 executing += op[0] in ("move", "pulse", "scan")
         stats = emulator.stop()
-    out["double"] = max(0, stats.get("executed", 0) - executing)
+    out["double"] = max(0, stats.get("executed", 0) - executing - in_doubt)
     out["executed"] = stats.get("executed")
     out["injected"] = stats.get("faults", {})
     out["client"] = dict(client.stats)
