@@ -76,7 +76,8 @@ def Emulator(*args: str) -> Served:  # noqa: N802 - reads as the class it return
     return Served("emulate", "--listen", "socket://127.0.0.1:0", "--speed", "max", *args)
 
 
-def _script(rng: np.random.Generator, n: int) -> list[tuple[str, tuple]]:
+def script(rng: np.random.Generator, n: int) -> list[tuple[str, tuple]]:
+    """``n`` random commands: clock reads, moves, pulses, scans and pulses the limits refuse."""
     ops = []
     for _ in range(n):
         kind = str(rng.choice(["now", "move", "pulse", "scan", "bad"], p=[0.4, 0.2, 0.2, 0.15, 0.05]))
@@ -87,7 +88,8 @@ def _script(rng: np.random.Generator, n: int) -> list[tuple[str, tuple]]:
     return ops
 
 
-def _run(scope, op):
+def run_op(scope, op):
+    """Run one command of :func:`script` on ``scope``; a refused pulse returns "refused"."""
     kind, args = op
     if kind == "now":
         return scope.now()
@@ -104,7 +106,8 @@ def _run(scope, op):
     return scope.scan(SMALL)
 
 
-def _same(a, b) -> bool:
+def same_result(a, b) -> bool:
+    """Whether two results are equal, scans bit for bit."""
     if isinstance(a, control.ScanResult):
         return all(a.channels[k].tobytes() == b.channels[k].tobytes() for k in b.channels) and \
             a.line_times.tobytes() == b.line_times.tobytes()
@@ -113,7 +116,7 @@ def _same(a, b) -> bool:
 
 def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
     """Run ``mix.commands`` random commands through ``mix.faults``; count wrong, lost, double, hangs."""
-    ops = _script(np.random.default_rng(seed), mix.commands)
+    ops = script(np.random.default_rng(seed), mix.commands)
     out = {"mix": mix.name, "faults": mix.faults, "commands": mix.commands, "completed": 0, "wrong": 0,
            "lost": 0, "double": 0, "hangs": 0, "max_command_s": 0.0}
     executing, in_doubt = 0, 0
@@ -124,7 +127,7 @@ def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
             for op in ops:
                 start = time.monotonic()
                 try:
-                    got = _run(scope, op)
+                    got = run_op(scope, op)
                 except TransportError:
                     out["lost"] += 1  # the instrument and the reference may now differ: stop here
                     in_doubt = int(op[0] in ("move", "pulse", "scan"))  # it may have run once
@@ -134,7 +137,7 @@ def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
                     out["max_command_s"] = max(out["max_command_s"], round(elapsed, 3))
                     out["hangs"] += elapsed > HANG
                     bar.update()
-                out["wrong"] += not _same(got, _run(reference, op))
+                out["wrong"] += not same_result(got, run_op(reference, op))
                 out["completed"] += 1
                 executing += op[0] in ("move", "pulse", "scan")
         stats = emulator.stop()

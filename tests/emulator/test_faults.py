@@ -16,55 +16,26 @@ from control.recording import Recorder, read_session
 from control.serial_client import SerialClient
 from control.wire import Cmd
 from emulator.faults import FaultPlan
+from scenarios.probe import run_op, same_result, script
 
 OPTIONS = "seed=4&grid=64&field=5e-7"
 SMALL = ScanSpec(center=(0.25e-6, 0.25e-6), size=(0.3e-6, 0.3e-6), pixels=(8, 8), line_rate=10.0)
 
 
-def run(scope, op):
-    kind, args = op
-    if kind == "now":
-        return scope.now()
-    if kind == "move":
-        return scope.move_tip(*args)
-    if kind == "pulse":
-        return scope.apply_pulse(*args)
-    if kind == "bad":
-        with pytest.raises(control.LimitError):
-            scope.apply_pulse(*args)
-        return "refused"
-    return scope.scan(SMALL)
-
-
-def same(a, b) -> bool:
-    if isinstance(a, control.ScanResult):
-        return all(a.channels[k].tobytes() == b.channels[k].tobytes() for k in b.channels) and np.array_equal(
-            a.line_times, b.line_times
-        )
-    return a == b
-
-
 @pytest.mark.slow
 def test_a_thousand_commands_over_a_faulty_link(emulators, tmp_path):
     running = emulators(OPTIONS, faults="drop=0.01,corrupt=0.01,duplicate=0.005,disconnect_at=300+700,stall_at=500,stall=0.3")
-    rng = np.random.default_rng(0)
-    ops = []
-    for _ in range(1000):
-        kind = rng.choice(["now", "move", "pulse", "scan", "bad"], p=[0.4, 0.2, 0.2, 0.15, 0.05])
-        x, y = rng.uniform(0.1e-6, 0.4e-6, 2)
-        args = {"move": (x, y), "pulse": (x, y, float(rng.uniform(-9, 9)), float(10 ** rng.uniform(-5, -2))),
-                "bad": (x, y, 12.0, 1e-3)}.get(kind, ())
-        ops.append((str(kind), args))
+    ops = script(np.random.default_rng(0), 1000)  # the same commands pfmtwin probe sends
 
     client = SerialClient(running.url, timeout=0.15)
     completed, executing = 0, 0
     with control.connect("twin://?" + OPTIONS) as reference, Recorder(control.Guarded(client), tmp_path / "s.h5") as scope:
         for op in ops:
             try:
-                got = run(scope, op)
+                got = run_op(scope, op)
             except TransportError as exc:  # with 8 resends and 3 reconnects per command: never here
                 pytest.fail(f"command {completed} failed: {exc}")
-            assert same(got, run(reference, op)), f"command {completed} ({op[0]}) returned wrong data"
+            assert same_result(got, run_op(reference, op)), f"command {completed} ({op[0]}) returned wrong data"
             completed += 1
             executing += op[0] in ("move", "pulse", "scan")
     faults = running.emulator.faults.counts
@@ -100,14 +71,14 @@ def test_scheduled_instrument_faults_change_the_images(emulators):
     clean = emulators(OPTIONS)
     faulty = emulators(OPTIONS, faults="tip_change_at=2,drift_burst_at=3")
     with control.connect(clean.url) as a, control.connect(faulty.url) as b:
-        assert same(a.scan(spec), b.scan(spec)), "command 1: no fault yet"
+        assert same_result(a.scan(spec), b.scan(spec)), "command 1: no fault yet"
         before, after = a.scan(spec), b.scan(spec)  # command 2: the tip blunts to twice its radius
         assert np.median(after.amplitude) < np.median(before.amplitude), "a blunter tip blurs walls into dips"
         a.move_tip(0.1e-6, 0.1e-6)
         b.move_tip(0.1e-6, 0.1e-6)  # command 3: drift 100x for 60 s
         a.move_tip(0.1e-6, 0.1e-6, speed=1e-8)  # 60 s... of nothing: same move, no travel
         b.move_tip(0.1e-6, 0.1e-6, speed=1e-8)
-        assert not same(a.scan(spec), b.scan(spec))
+        assert not same_result(a.scan(spec), b.scan(spec))
 
 
 def test_the_instrument_is_gone_is_a_clear_error(emulators):
