@@ -27,6 +27,24 @@ from control.errors import InstrumentError
 PFMTWIN = (sys.executable, "-m", "scenarios.cli")
 
 
+def _capture(mode: str) -> tuple:
+    """A temporary file read here, and a separate appending descriptor for the child to write."""
+    fd, path = tempfile.mkstemp(prefix="pfmtwin-served-")
+    try:
+        child = os.open(path, os.O_WRONLY | os.O_APPEND)
+    finally:
+        os.unlink(path)  # both descriptors keep it; nothing is left on disk
+    return os.fdopen(fd, "r" + mode), child
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the process that started it dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Served:
     """``pfmtwin COMMAND ARGS...`` in a subprocess; a context manager that stops it on exit.
 
@@ -52,11 +70,17 @@ class Served:
         self.stop_timeout = stop_timeout
         self.stats: dict = {}
         self.stderr = ""
-        # Files, not pipes: nothing the process prints later can fill a pipe nobody reads.
-        self._out = tempfile.TemporaryFile()
-        self._err = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([*PFMTWIN, command, *args], stdout=self._out, stderr=self._err,
-                                     start_new_session=True)
+        # Files, not pipes: nothing the process prints later can fill a pipe nobody reads. The
+        # child writes through its own appending descriptor: sharing one file offset with our
+        # reads, its lines could land where we had just seeked to.
+        self._out, child_out = _capture("b")
+        self._err, child_err = _capture("")
+        try:
+            self.proc = subprocess.Popen([*PFMTWIN, command, *args], stdout=child_out, stderr=child_err,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            os.close(child_out)
+            os.close(child_err)
         announced = self._announcement(start_timeout)
         if announced is None:
             self.stop()

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +20,10 @@ from control.served import Served
 from control.wire import Cmd, Nak
 from emulator import clock, links, protocol, server
 
+from ..conftest import alive
+
 OPTIONS = "seed=3&grid=64&field=5e-7"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Raw:
@@ -223,3 +229,24 @@ def test_each_tunable_constant_has_one_home():
              "IDLE_TIMEOUT": server, "BUSY_GRACE": server, "LINGER": server}
     for name, home in homes.items():
         assert [m for m in (clock, links, protocol, server) if hasattr(m, name)] == [home], name
+
+
+def test_a_served_process_ends_when_its_starter_is_killed():
+    """SIGKILL of whatever started ``pfmtwin emulate`` (a test runner's timeout, an OOM kill)
+    cannot leave the emulator serving: it is told by the kernel (PR_SET_PDEATHSIG) and ends."""
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom control.served import Served\n"
+        f"s = Served('emulate', '--listen', 'socket://127.0.0.1:0', '--speed', 'max', '--twin', {OPTIONS!r})\n"
+        "print(s.proc.pid, flush=True)\ntime.sleep(120)\n")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        served = int(starter.stdout.readline())
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and alive(served):
+            time.sleep(0.1)
+        assert not alive(served), "the emulator outlived the process that started it"
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+        starter.stdout.close()
