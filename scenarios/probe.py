@@ -71,7 +71,7 @@ MIXES = (
 )
 
 
-def Emulator(*args: str) -> Served:  # noqa: N802 - reads as the class it returns
+def _emulator(*args: str) -> Served:
     """``pfmtwin emulate`` on a free loopback port, as fast as it can run."""
     return Served("emulate", "--listen", "socket://127.0.0.1:0", "--speed", "max", *args)
 
@@ -120,7 +120,7 @@ def fault_mix(mix: Mix, seed: int, bar: tqdm) -> dict:
     out = {"mix": mix.name, "faults": mix.faults, "commands": mix.commands, "completed": 0, "wrong": 0,
            "lost": 0, "double": 0, "hangs": 0, "max_command_s": 0.0}
     executing, in_doubt = 0, 0
-    with Emulator("--twin", TWIN, "--faults", mix.faults, "--fault-seed", str(seed)) as emulator, \
+    with _emulator("--twin", TWIN, "--faults", mix.faults, "--fault-seed", str(seed)) as emulator, \
             control.connect("twin://?" + TWIN) as reference:
         client = SerialClient(emulator.url, timeout=0.15)
         with control.Guarded(client) as scope:
@@ -185,7 +185,7 @@ def fuzz(counts: dict[str, int], seed: int, bar: tqdm, batch: int = 1000) -> dic
              wire.encode(Cmd.SCAN, 3, wire.pack_scan(SMALL)),
              wire.encode(Cmd.MOVE, 4, wire.pack_move(1e-7, 1e-7, 1e-6))]
     out = {**{k: 0 for k in counts}, "health_checks": 0, "hangs": 0, "crashes": 0}
-    with Emulator("--twin", TWIN) as emulator:
+    with _emulator("--twin", TWIN) as emulator:
         for kind, n in counts.items():
             for i in range(n):
                 if kind == "random_bytes":
@@ -212,7 +212,7 @@ def storm(cycles: int, bar: tqdm) -> dict:
     """Connect/disconnect cycles of four kinds; nothing may be executed, and service continues."""
     out = {"cycles": 0, "hangs": 0, "crashes": 0, "executed": 0}
     identify = wire.encode(Cmd.IDENTIFY, 1, wire.pack_identify(b"s" * 16))
-    with Emulator("--twin", TWIN) as emulator:
+    with _emulator("--twin", TWIN) as emulator:
         for i in range(cycles):
             kind = i % 4
             try:
