@@ -4,6 +4,19 @@ Pure numpy/scipy on a :class:`control.ScanResult`, so scenarios, agents and the 
 share one implementation and it works the same on every backend and on real scans. Arrays are
 (lines, points per line): a scan line runs along axis 1.
 
+Domains and walls all start from one per-pixel state, :func:`polarization` (cos of the phase from
+the domains' phase axis), read out two ways for two questions:
+
+- :func:`domains` (its amplitude-weighted sign) and :func:`wall_mask` / :func:`wall_points`:
+  which pixels lie on the longest wall, of any shape (a labyrinth, a written island); used to
+  choose where to pulse and by the panel's domain and wall statistics.
+- :func:`trace_wall` / :func:`locate_wall`: a wall that crosses a raster window from its first
+  line to its last, as x(y) measured by area (the wall sits where a straight cut would leave the
+  same amount of the left domain on that line). For a clean wall this is the crossing itself,
+  with sub-pixel resolution from the analog phase; a written island or a noisy pixel moves it by
+  its area only, never by a pixel-sized jump, so the profile is continuous in what pulses do
+  (the agents' observation and reward, ``learning.wall.curvature``).
+
 The panel (:data:`STATISTICS`, :func:`image_statistics`) describes a PFM image by numbers that
 can be compared between a real instrument and the twin: noise, line-to-line offsets, spatial
 correlation, the phase states, and the domain and wall geometry. Every statistic is a function
@@ -16,6 +29,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -130,11 +144,30 @@ def _drop_small(sign: np.ndarray, min_area: int) -> np.ndarray:
     return sign
 
 
+def polarization(result: ScanResult, axis: float | None = None) -> np.ndarray:
+    """The polarization state of every pixel as cos(phase - axis), in [-1, 1]: +1 on the phase
+    axis, -1 opposite, analog in between (at walls, and where noise rotates a weak pixel's phase).
+
+    This is the one per-pixel state that every domain and wall read-out here starts from:
+    :func:`domains` weights it by the amplitude and takes its sign, :func:`trace_wall` measures
+    the wall by its area. NaN pixels count as 0 (no vote either way).
+
+    Args:
+        result: a scan.
+        axis: phase of the +1 state, deg; default :func:`phase_axis` of this scan. Pass one
+            scan's axis to another to compare their states (two scans' own axes can differ by
+            180 deg when the doubled-angle mean falls near +-90 deg).
+    """
+    axis = phase_axis(result.phase) if axis is None else axis
+    state = np.cos(np.deg2rad(np.asarray(result.phase, dtype=np.float64) - axis))
+    return np.nan_to_num(state, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def domains(result: ScanResult, smooth: int = 3, *, sigma: float = DOMAIN_SIGMA,
-            min_area: int = MIN_DOMAIN_AREA) -> np.ndarray:
+            min_area: int = MIN_DOMAIN_AREA, axis: float | None = None) -> np.ndarray:
     """Polarization sign per pixel (+1 phase near :func:`phase_axis`, -1 opposite), int8.
 
-    The piezoresponse projected on the phase axis, A cos(phase - axis), is smoothed by a
+    The piezoresponse projected on the phase axis, A :func:`polarization`, is smoothed by a
     Gaussian of ``sigma`` pixels and its sign taken (weighting by the amplitude lets strong
     pixels outvote the random phase of weak ones); then a median filter of ``smooth`` pixels
     and the merging of domains smaller than ``min_area`` pixels remove the remaining phase noise.
@@ -145,10 +178,10 @@ def domains(result: ScanResult, smooth: int = 3, *, sigma: float = DOMAIN_SIGMA,
         smooth: size of the median filter on the signs, pixels (1: none).
         sigma: standard deviation of the Gaussian smoothing, pixels (0: none).
         min_area: smallest domain kept, pixels (1: all).
+        axis: phase of the +1 state, deg (default: this scan's :func:`phase_axis`).
     """
-    axis = phase_axis(result.phase)
-    projected = np.asarray(result.amplitude, np.float64) * np.cos(np.deg2rad(np.asarray(result.phase) - axis))
-    projected = np.nan_to_num(projected, nan=0.0, posinf=0.0, neginf=0.0)
+    amplitude = np.nan_to_num(np.asarray(result.amplitude, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    projected = amplitude * polarization(result, axis)
     if sigma > 0:
         projected = ndimage.gaussian_filter(projected, sigma, mode="nearest")
     sign = np.where(projected >= 0, 1, -1).astype(np.int8)
@@ -193,17 +226,93 @@ def wall_points(result: ScanResult, smooth: int = 3) -> np.ndarray:
     return np.column_stack([result.x[mask], result.y[mask]])
 
 
-def wall_profile(result: ScanResult, smooth: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """The longest wall as x(y) for a raster scan: mean wall x per line, m (NaN where none).
+@dataclass(frozen=True)
+class Wall:
+    """A domain wall located in a raster scan, as x(y).
+
+    Attributes:
+        y: y of each scan line, m, shape (lines,), increasing.
+        x: x of the wall on each line, m, shape (lines,); always inside the window.
+        state: polarization state per pixel, oriented so the left domain is +1 and the right
+            one -1 (median-filtered cos of the phase from the domains' phase axis), shape
+            (lines, points), in [-1, 1].
+        left: x of the window's left edge, m.
+        width: width of the window along x, m.
+        crossing: the left and right edges of the window show opposite domains, so a wall
+            crosses it (when False, ``x`` and the orientation of ``state`` mean nothing).
+    """
+
+    y: np.ndarray
+    x: np.ndarray
+    state: np.ndarray
+    left: float
+    width: float
+    crossing: bool = True
+
+    @property
+    def pixel(self) -> float:
+        """Pixel size along x, m."""
+        return self.width / self.state.shape[1]
+
+    @property
+    def lost(self) -> bool:
+        """No wall crosses the window, or on some line it is within one pixel of an edge (leaving)."""
+        inside = (self.x - self.left) / self.pixel
+        return not self.crossing or bool(np.any(inside < 1.0) or np.any(inside > self.state.shape[1] - 1.0))
+
+    def at(self, y: float) -> float:
+        """Wall x at height ``y`` (m), linearly interpolated between lines (held beyond them), m."""
+        return float(np.interp(y, self.y, self.x))
+
+
+def trace_wall(result: ScanResult, smooth: int = 3) -> Wall:
+    """Trace the wall that crosses a raster scan from its first line to its last.
+
+    Never raises for a missing wall: check ``Wall.crossing`` (or use :func:`locate_wall`).
+
+    Args:
+        result: a raster scan (lines along x).
+        smooth: size of the median filter against pixel noise (1: none).
 
     Returns:
-        (y of each line, x of the wall on that line), both m, shape (lines,).
+        The wall; ``Wall.lost`` tells whether it is missing or about to leave the window.
     """
-    mask = wall_mask(result, smooth)
-    count = mask.sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        x = np.where(count > 0, (result.x * mask).sum(axis=1) / np.maximum(count, 1), np.nan)
-    return result.y[:, 0].copy(), x
+    spec = result.spec
+    if spec.path != "raster":
+        raise ValueError(f"spec.path={spec.path!r}: wall profiles need a 'raster' scan; use path='raster'")
+    state = polarization(result)
+    if smooth > 1:
+        state = ndimage.median_filter(state, size=smooth, mode="nearest")
+    edge = max(1, state.shape[1] // 16)
+    left_side, right_side = float(state[:, :edge].mean()), float(state[:, -edge:].mean())
+    oriented = state if left_side >= 0 else -state
+    left_edge = spec.center[0] - spec.size[0] / 2
+    fraction = ((1.0 + oriented) / 2.0).mean(axis=1)
+    return Wall(
+        y=np.asarray(result.y[:, 0], dtype=np.float64).copy(),
+        x=left_edge + fraction * spec.size[0],
+        state=oriented,
+        left=left_edge,
+        width=spec.size[0],
+        crossing=left_side * right_side < 0,
+    )
+
+
+def locate_wall(result: ScanResult, smooth: int = 3) -> Wall:
+    """Like :func:`trace_wall`, but a window that no wall crosses is an error.
+
+    Raises:
+        NoWallError: the left and right edges of the image show the same domain, so no wall
+            crosses the window from top to bottom.
+    """
+    wall = trace_wall(result, smooth)
+    if not wall.crossing:
+        spec = result.spec
+        raise NoWallError(
+            f"no domain wall crosses the {spec.size[0]!r} m x {spec.size[1]!r} m window centred at "
+            f"{spec.center!r} m: its left and right edges show the same domain"
+        )
+    return wall
 
 
 def pixel_pitch(result: ScanResult) -> tuple[float, float]:

@@ -45,10 +45,10 @@ import numpy as np
 from gymnasium import spaces
 
 import control
-from control.analysis import NoWallError
+from control.analysis import NoWallError, Wall, trace_wall
 from control.errors import InvalidArgumentError, LimitError, PfmTwinError
 from control.limits import SafetyLimits, integer, real
-from learning.wall import CURVATURE_UNIT, Wall, curvature, trace_wall
+from learning.wall import CURVATURE_UNIT, curvature
 
 __all__ = [
     "DomainWallConfig",

@@ -3,7 +3,7 @@
 :func:`collect_transitions` drives any backend URL through ``control.connect`` with the pulses
 the environment would send for random actions (its window, pulse map and limits), and records
 (wall profile before, pulse as emitted, wall profile after) as :class:`Transitions`. Profiles
-come from :func:`learning.wall.trace_wall` on raster scans with the environment's pixel size and
+come from :func:`control.analysis.trace_wall` on raster scans with the environment's pixel size and
 line rate, taken over the whole film height (``info().options["field"]``) so that the wall is
 known on both sides of every pulse; each profile averages ``scans`` scans. :class:`Transitions`
 are saved as a compressed ``.npz``. See docs/decisions/0005-surrogate.md.
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 import control
+from control.analysis import Wall, trace_wall
 from control.contract import ScanResult, ScanSpec, wrap_phase
 from control.errors import PfmTwinError
 from learning.env import DomainWallEnv
 from learning.files import write_atomically
-from learning.wall import Wall, trace_wall
 
 __all__ = ["TRANSITIONS_FORMAT", "Transitions", "TransitionsError", "collect_transitions"]
 

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 import control
-from control.analysis import wall_points
+from control.analysis import domains, phase_axis, wall_points
 from control.recording import Recorder
 from scenarios.plots import before_after_png
 
@@ -85,7 +85,8 @@ def run(config: DemoConfig, progress: bool = True) -> dict:
         after = current if config.pulses % config.rescan_every == 0 else scope.scan(spec)
         elapsed = scope.now()
     picture = before_after_png(before, after, records, out / "before_after.png")
-    changed = float(np.mean(np.sign(np.cos(np.deg2rad(before.phase))) != np.sign(np.cos(np.deg2rad(after.phase)))))
+    axis = phase_axis(before.phase)  # one axis for both scans, so "switched" means the state changed
+    changed = float(np.mean(domains(before, axis=axis) != domains(after, axis=axis)))
     summary = {
         "session": str(session),
         "picture": str(picture),

@@ -200,10 +200,14 @@ def test_nan_pixels_are_ignored_and_an_all_nan_image_gives_nan():
     assert all(math.isnan(v) for k, v in empty.items() if k not in ("minority_fraction", "wall_density")), empty
 
 
-def test_wall_profile_of_a_straight_wall():
+def test_wall_trace_of_a_straight_wall():
     result = wall_scan(lambda s: 1e-10 * np.abs(np.tanh(s / 3)), n=64)
-    y, x = analysis.wall_profile(result)
-    assert np.allclose(x, result.x[0, 32]) and np.array_equal(y, result.y[:, 0])
+    wall = analysis.locate_wall(result)
+    mask_x = result.x[analysis.wall_mask(result)]
+    pixel = result.x[0, 1] - result.x[0, 0]
+    assert np.array_equal(wall.y, result.y[:, 0])
+    assert np.allclose(wall.x, np.median(mask_x), atol=pixel), "trace and mask find the same wall"
+    assert np.ptp(wall.x) < 1e-3 * pixel, "a straight wall is straight"
 
 
 def test_the_panel_runs_on_the_real_scans():

@@ -16,12 +16,12 @@ from gymnasium.utils.env_checker import check_env
 import control
 import learning
 from control import InstrumentError, LimitError, UrlError
+from control.analysis import trace_wall
 from learning.surrogate import main
 from learning.surrogate_backend import Surrogate
 from learning.surrogate_data import Transitions, TransitionsError, collect_transitions
 from learning.surrogate_fit import evaluate_surrogate, fit_surrogate
 from learning.surrogate_model import FILE_FORMAT, SurrogateFileError, load_model
-from learning.wall import trace_wall
 
 from ..conftest import SMALL_TWIN
 
