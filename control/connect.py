@@ -8,6 +8,7 @@ backend sees it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from importlib.metadata import entry_points
 
@@ -52,12 +53,14 @@ def open_backend(url: str) -> Backend:
     )
 
 
-def connect(url: str, *, limits: SafetyLimits | None = None) -> Guarded:
+def connect(url: str, *, limits: SafetyLimits | Mapping[str, object] | None = None) -> Guarded:
     """Open the instrument at ``url``.
 
     Args:
         url: e.g. ``"twin://?seed=7"``.
-        limits: safety limits, at most as wide as the hardware; default: the backend's.
+        limits: safety limits, at most as wide as the hardware; or a mapping of limit name ->
+            value that tightens the backend's own (``{"bias_max": 5.0}``, see
+            :meth:`SafetyLimits.tightened`); default: the backend's.
 
     Returns:
         A :class:`Guarded` microscope; use it as a context manager.
@@ -65,18 +68,18 @@ def connect(url: str, *, limits: SafetyLimits | None = None) -> Guarded:
     Raises:
         UrlError: unknown scheme or option.
         InvalidArgumentError: ``limits`` is not a SafetyLimits (checked before anything is opened).
-        LimitError: ``limits`` wider than the hardware.
+        LimitError: ``limits`` wider than the hardware (or, as a mapping, than the backend's own).
     """
     _check_limits_type(limits)
     return Guarded(open_backend(url), limits)
 
 
 def _check_limits_type(limits: object) -> None:
-    if limits is not None and not isinstance(limits, SafetyLimits):
+    if limits is not None and not isinstance(limits, (SafetyLimits, Mapping)):
         raise InvalidArgumentError(
             f"limits={shown(limits)} is a {type(limits).__name__}; pass a control.SafetyLimits (e.g. "
             f"SafetyLimits.from_hardware(info.hardware, bias_max=5.0) with the instrument's info()) or None "
-            f"for the instrument's own"
+            f"for the instrument's own, or a dict tightening them, e.g. {{'bias_max': 5.0}}"
         )
 
 
@@ -86,10 +89,12 @@ class Guarded:
     A rejected command raises and leaves the instrument, its state and its clock untouched.
     """
 
-    def __init__(self, backend: Backend, limits: SafetyLimits | None = None) -> None:
+    def __init__(self, backend: Backend, limits: SafetyLimits | Mapping[str, object] | None = None) -> None:
         try:
             _check_limits_type(limits)
             info = backend.info()
+            if isinstance(limits, Mapping):
+                limits = info.limits.tightened(**limits)
             self._limits = limits if limits is not None else info.limits
             self._limits.check_within(info.hardware)
         except Exception:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -197,6 +197,36 @@ class SafetyLimits:
         limits = cls(**{**asdict(base), **tighter}) if tighter else base
         limits.check_within(hw)
         return limits
+
+    def tightened(self, **changes) -> SafetyLimits:
+        """A copy with some limits tightened, never widened (a scenario's or an experiment's own).
+
+        A scalar maximum may only go down (``bias_max``, ``pulse_width_max``, ``tip_speed_max``,
+        ``duration_max``), a minimum only up, and a range only shrink inside this one.
+
+        Raises:
+            InvalidArgumentError: an unknown limit or a value of the wrong type.
+            LimitError: a value that would widen a limit; the message names the limit in force.
+        """
+        self._known(changes, "SafetyLimits.tightened()")
+        new = replace(self, **changes)
+        wider = []
+        for name in changes:
+            old, value = getattr(self, name), getattr(new, name)
+            if name.endswith("_range"):
+                if value[0] < old[0] or value[1] > old[1]:
+                    wider.append(f"{name}={shown(value)} leaves {shown(old)}")
+            elif name in ("pulse_width_min", "tip_speed_min"):
+                if value < old:
+                    wider.append(f"{name}={shown(value)} is below {shown(old)}")
+            elif value > old:
+                wider.append(f"{name}={shown(value)} is above {shown(old)}")
+        if wider:
+            raise LimitError(
+                "limits may only be tightened: " + "; ".join(wider)
+                + " (the instrument's limits in force); give values inside them"
+            )
+        return new
 
     def check_within(self, hw: HardwareSpec) -> None:
         """Raise ``LimitError`` if any limit is wider than the hardware can do (or than is safe)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from control.errors import UrlError
 
@@ -40,6 +40,21 @@ def split(url: str) -> tuple[str, str, dict[str, str]]:
             raise UrlError(f"option {key!r} is given twice in {url!r}; give it once")
         raw[key] = value
     return parts.scheme, parts.netloc + parts.path, raw
+
+
+def with_options(url: str, **changes: object) -> str:
+    """``url`` with some options set (added, or replacing the same name), the others kept in order.
+
+    >>> with_options("twin://?seed=1&grid=64", seed=7, day=2)
+    'twin://?seed=7&grid=64&day=2'
+
+    Raises:
+        UrlError: ``url`` has no scheme or gives an option twice.
+    """
+    scheme, address, raw = split(url)  # the same errors as every other URL
+    raw.update({key: str(value) for key, value in changes.items()})
+    query = urlencode(raw, safe="/:,+")
+    return f"{scheme}://{address}" + (f"?{query}" if query else "")
 
 
 def options(url: str, raw: Mapping[str, str], accepted: Mapping[str, Option]) -> dict[str, object]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, SupportsFloat
 
@@ -48,6 +48,7 @@ import control
 from control.analysis import NoWallError, Wall, trace_wall
 from control.errors import InvalidArgumentError, LimitError, PfmTwinError
 from control.limits import SafetyLimits, integer, real
+from control.urls import with_options
 from learning.wall import CURVATURE_UNIT, curvature
 
 __all__ = [
@@ -103,6 +104,16 @@ def _at_least(name: str, value: object, low: int) -> int:
     return n
 
 
+def _draws(name: str, value: object) -> tuple[int, ...]:
+    """A non-empty list of integers >= 0 (film seeds or day numbers)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
+        raise InvalidArgumentError(f"{name}={value!r} must be a non-empty list of integers >= 0, or None")
+    out = tuple(integer(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if min(out) < 0:
+        raise EnvConfigError(f"{name}={value!r}: every entry must be >= 0 (a film seed or a day number)")
+    return out
+
+
 @dataclass(frozen=True)
 class DomainWallConfig:
     """Keyword arguments of :class:`DomainWallEnv`; all JSON-serializable (pairs as lists).
@@ -139,6 +150,11 @@ class DomainWallConfig:
             or "never" (only if closed). Except with "never", a reset that finds no usable
             wall on the sample in use also reopens it once before giving up.
         image: also observe the scan as a small image (Dict observation).
+        samples: films to draw from at each seeded reset (the backend URL's ``seed=`` option),
+            so that training sees several samples; None: the URL's own. ``reset(options=
+            {"sample": n})`` picks one explicitly (a held-out film for validation).
+        days: instrument days to draw from at each seeded reset (the URL's ``day=`` option);
+            None: the URL's own. ``reset(options={"day": d})`` picks one explicitly.
     """
 
     microscope: str
@@ -160,6 +176,8 @@ class DomainWallConfig:
     recenter: bool = True
     reopen: str = "seeded"
     image: bool = False
+    samples: tuple[int, ...] | None = None
+    days: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -225,6 +243,10 @@ class DomainWallConfig:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"{name}={getattr(self, name)!r} must be true or false")
         _choice("reopen", self.reopen, REOPEN)
+        for name in ("samples", "days"):
+            value = getattr(self, name)
+            if value is not None:
+                put(name, _draws(name, value))
 
 
 class Pulse(NamedTuple):
@@ -398,7 +420,8 @@ class DomainWallEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, microscope: str, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, microscope: str, render_mode: str | None = None,
+                 connect: Callable[[str], control.Microscope] | None = None, **kwargs: Any) -> None:
         accepted = [f.name for f in dataclasses.fields(DomainWallConfig)]
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
@@ -407,6 +430,13 @@ class DomainWallEnv(gymnasium.Env):
             raise EnvConfigError(f"render_mode={render_mode!r} is not one of {self.metadata['render_modes']!r} or None")
         self.config = DomainWallConfig(microscope=microscope, **kwargs)
         self.render_mode = render_mode
+        if connect is not None and not callable(connect):
+            raise InvalidArgumentError(f"connect={connect!r} must be a callable URL -> microscope, or None")
+        # Where a microscope comes from: control.connect, or the caller's (a scenario records the
+        # session by wrapping it). Not part of the config: it is not plain data.
+        self._connect = connect if connect is not None else control.connect
+        self._sample: int | None = None
+        self._day: int | None = None
         c = self.config
         profile = spaces.Box(-1.0, 1.0, shape=(c.profile_length,), dtype=np.float32)
         if c.image:
@@ -428,7 +458,7 @@ class DomainWallEnv(gymnasium.Env):
 
     def _open(self) -> None:
         """Connect to the microscope and resolve the window and pulse map against its limits."""
-        scope = control.connect(self.config.microscope)
+        scope = self._connect(self.url)
         try:
             info = scope.info()
             self.limits = info.limits
@@ -536,6 +566,36 @@ class DomainWallEnv(gymnasium.Env):
     # -- the Gymnasium API -------------------------------------------------------------------
 
     @property
+    def url(self) -> str:
+        """The backend URL in use: ``microscope`` with the drawn film (``seed=``) and day (``day=``)."""
+        changes = {k: v for k, v in (("seed", self._sample), ("day", self._day)) if v is not None}
+        return with_options(self.config.microscope, **changes) if changes else self.config.microscope
+
+    @property
+    def sample(self) -> tuple[int | None, int | None]:
+        """(film seed, day) drawn for the microscope in use; None where the URL's own holds."""
+        return self._sample, self._day
+
+    def _choose_sample(self, seed: int | None, options: dict[str, Any] | None) -> tuple[int | None, int | None]:
+        """The (film, day) this reset asks for: from ``options``, else drawn at a seeded reset."""
+        c = self.config
+        sample, day = self._sample, self._day
+        if seed is not None:
+            if c.samples is not None:
+                sample = int(c.samples[self.np_random.integers(len(c.samples))])
+            if c.days is not None:
+                day = int(c.days[self.np_random.integers(len(c.days))])
+        options = options or {}
+        unknown = sorted(set(options) - {"sample", "day"})
+        if unknown:
+            raise EnvConfigError(f"reset options {unknown!r} are not known; accepted: 'sample' (film seed), 'day'")
+        if "sample" in options:
+            sample = _draws("options['sample']", [options["sample"]])[0]
+        if "day" in options:
+            day = _draws("options['day']", [options["day"]])[0]
+        return sample, day
+
+    @property
     def window(self) -> Window:
         """The scan window in use (it moves in x at resets with ``recenter``)."""
         return self._window
@@ -595,13 +655,16 @@ class DomainWallEnv(gymnasium.Env):
 
         Args:
             seed: seeds ``np_random``; with ``reopen="seeded"`` also reopens the microscope
-                (a fresh simulated sample), so a seeded reset is reproducible.
-            options: unused.
+                (a fresh simulated sample), so a seeded reset is reproducible; draws the film and
+                day from ``samples`` and ``days`` when they are given.
+            options: ``{"sample": n, "day": d}`` (either) opens that film or day (reopening
+                the microscope if it changes), e.g. a held-out film for validation.
 
         Returns:
             (observation, info): info holds "time" (instrument time, s), "window" ([x, y, size]
             in m), "wall_x" (mean wall x, m), "curvature" (1/(100 nm)), "lost", "reopened"
-            (this reset reopened the microscope) and, for the shape goal, "shape_error".
+            (this reset reopened the microscope), "url" (the backend URL in use, with the drawn
+            film and day) and, for the shape goal, "shape_error".
 
         Raises:
             NoWallError: no wall crosses the scan window, even after reopening the microscope
@@ -610,7 +673,10 @@ class DomainWallEnv(gymnasium.Env):
         super().reset(seed=seed)
         c = self.config
         reopened = False
-        if self._scope is None or (
+        chosen = self._choose_sample(seed, options)
+        changed = chosen != (self._sample, self._day)
+        self._sample, self._day = chosen
+        if self._scope is None or changed or (
             not self._fresh and (c.reopen == "always" or (c.reopen == "seeded" and seed is not None))
         ):
             self.close()
@@ -629,7 +695,7 @@ class DomainWallEnv(gymnasium.Env):
             w = self._window
             raise NoWallError(
                 f"no domain wall crosses the {w.size!r} m scan window centred at {list(w.center)!r} m on "
-                f"{c.microscope!r} clear of its edges (on some line, or on all, the wall is within a pixel of a side "
+                f"{self.url!r} clear of its edges (on some line, or on all, the wall is within a pixel of a side "
                 "edge or absent); pass center=[x, y] and size= for a window that a wall crosses from top to "
                 "bottom (earlier pulses may have erased the wall or pushed it out of the scanner range)"
             )
@@ -639,6 +705,7 @@ class DomainWallEnv(gymnasium.Env):
         self._running = True
         info = self._info(wall)
         info["reopened"] = reopened
+        info["url"] = self.url
         return self._observation(wall), info
 
     def step(

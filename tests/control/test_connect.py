@@ -126,12 +126,31 @@ def test_on_line_must_be_callable_and_is_checked_before_the_scan_starts(on_line)
     [
         ("tight", r"limits='tight' is a str; pass a control\.SafetyLimits \(e\.g\. SafetyLimits\.from_hardware\("
                   r"info\.hardware, bias_max=5\.0\) with the instrument's info\(\)\) or None for the instrument's own"),
-        ({"bias_max": 5.0}, r"limits=\{'bias_max': 5\.0\} is a dict; pass a control\.SafetyLimits"),
+        (("bias_max", 5.0), r"limits=\('bias_max', 5\.0\) is a tuple; pass a control\.SafetyLimits"),
     ],
 )
 def test_limits_of_the_wrong_type_are_refused_at_connect(limits, match):
     with pytest.raises(control.InvalidArgumentError, match=match):
         control.connect(URL, limits=limits)
+
+
+def test_a_mapping_of_limits_tightens_the_backends_own_and_never_widens_them():
+    with control.connect(URL, limits={"bias_max": 5.0, "x_range": (1e-7, 4e-7)}) as scope:
+        own = control.connect(URL)
+        try:
+            assert scope.limits.bias_max == 5.0 < own.limits.bias_max
+            assert scope.limits.x_range == (1e-7, 4e-7) and scope.limits.y_range == own.limits.y_range
+            assert scope.info().limits == scope.limits
+        finally:
+            own.close()
+        with pytest.raises(control.LimitError, match=r"amplitude=6\.0 V exceeds the bias limit of ±5\.0 V"):
+            scope.apply_pulse(2e-7, 2e-7, 6.0, 1e-3)
+    with pytest.raises(control.LimitError, match=r"limits may only be tightened: bias_max=50\.0 is above 10\.0"):
+        control.connect(URL, limits={"bias_max": 50.0})
+    with pytest.raises(control.LimitError, match=r"pulse_width_min=1e-07 is below"):
+        control.connect(URL, limits={"pulse_width_min": 1e-7})
+    with pytest.raises(control.InvalidArgumentError, match=r"unknown safety limit\(s\) 'bias'"):
+        control.connect(URL, limits={"bias": 5.0})
 
 
 def test_limits_of_the_wrong_type_are_refused_by_guarded_which_closes_the_backend():

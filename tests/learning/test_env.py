@@ -390,3 +390,36 @@ def test_stable_baselines3_ppo_trains_on_it_unmodified():
     action, _ = model.predict(obs, deterministic=True)
     assert action in env.action_space
     env.close()
+
+
+def test_seeded_resets_draw_films_and_days_and_options_pick_held_out_ones():
+    env = make(samples=[3, 4, 5], days=[0, 1])
+    try:
+        drawn = set()
+        for seed in range(6):
+            _, info = env.reset(seed=seed)
+            drawn.add(env.sample)
+            assert info["url"] == env.url and f"seed={env.sample[0]}" in info["url"] and f"day={env.sample[1]}" in info["url"]
+        assert len(drawn) > 1, f"six seeded resets drew one film and day: {drawn}"
+        _, again = env.reset(seed=2)
+        first = make(samples=[3, 4, 5], days=[0, 1])
+        try:
+            _, same = first.reset(seed=2)
+            assert same["url"] == again["url"], "the draw depends on the reset seed only"
+        finally:
+            first.close()
+        _, held = env.reset(options={"sample": 9, "day": 2})
+        assert env.sample == (9, 2) and held["reopened"] and "seed=9" in held["url"] and "day=2" in held["url"]
+        profile_9 = env.wall.x.copy()
+        _, other = env.reset(options={"sample": 3})
+        assert other["reopened"] and not np.allclose(env.wall.x, profile_9), "another film shows another wall"
+        _, kept = env.reset()
+        assert not kept["reopened"] and env.sample == (3, 2), "an unseeded reset keeps the film in use"
+        with pytest.raises(EnvConfigError, match=r"reset options \['film'\] are not known"):
+            env.reset(options={"film": 1})
+    finally:
+        env.close()
+    with pytest.raises(InvalidArgumentError, match=r"samples='3' must be a non-empty list"):
+        make(samples="3")
+    with pytest.raises(EnvConfigError, match=r"days=\[-1\]: every entry must be >= 0"):
+        make(days=[-1])
