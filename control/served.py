@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 from control.errors import InstrumentError
 
@@ -141,3 +142,52 @@ class Served:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a ``pfmtwin`` command run by :func:`run_command` ended.
+
+    Attributes:
+        returncode: its exit status (negative: the signal that ended it); None if it timed out.
+        timed_out: it ran past the timeout and its process group was killed.
+        seconds: wall time it ran, s.
+        stdout, stderr: what it printed (stderr: the last 20,000 characters).
+    """
+
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+    stdout: str
+    stderr: str
+
+
+def run_command(command: str, *args: str, timeout: float) -> Finished:
+    """Run ``pfmtwin COMMAND ARGS...`` to its end, or kill its whole process group after ``timeout`` s.
+
+    For work that may crash or hang (a stress run): it runs in a process group of its own that
+    ends with the caller (even by SIGKILL), and on a timeout every process it started goes too.
+    """
+    out, child_out = _capture("")
+    err, child_err = _capture("")
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen([*PFMTWIN, command, *args], stdout=child_out, stderr=child_err, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+    finally:
+        os.close(child_out)
+        os.close(child_err)
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        # The command's children (an emulator it served) go with it, on every path.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with out, err:
+        stdout, stderr = out.read(), err.read()
+    return Finished(returncode=None if timed_out else proc.returncode, timed_out=timed_out,
+                    seconds=time.monotonic() - started, stdout=stdout, stderr=stderr[-20000:])

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = None, *, episodes: int = 1,
                seed: int = 0, particle: int | None = None, sample: bool = False, max_steps: int | None = None,
-               random_actions: bool = False):
+               random_actions: bool = False, env_overrides: Mapping[str, Any] | None = None,
+               connect: Callable[[str], Any] | None = None):
     """Run a policy file, yielding one plain-data record per environment step.
 
     Args:
@@ -127,6 +129,9 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
         max_steps: cap on steps per episode (``None``: the environment's own limit).
         random_actions: the baseline: uniform random actions (seeded by ``seed``) in the same
             environment, instead of the policy's.
+        env_overrides: environment keyword arguments replacing the file's (not ``microscope``).
+        connect: how the environment opens its microscope (default ``control.connect``); a
+            scenario passes one that records the session.
 
     Yields:
         ``{"episode", "step", "action", "reward", "terminated", "truncated", ...}`` with the
@@ -151,6 +156,12 @@ def run_policy(policy_path: str | os.PathLike[str], microscope: str | None = Non
                 f"the policy in {os.fspath(policy_path)!r} was trained on {pf.env_id!r}, which takes no microscope; "
                 "drop --microscope")
         kwargs["microscope"] = microscope
+    if env_overrides:
+        if "microscope" in env_overrides:
+            raise LearningConfigError("env_overrides may not set 'microscope'; pass microscope= instead")
+        kwargs.update(env_overrides)
+    if connect is not None:
+        kwargs["connect"] = connect
     rng = np.random.default_rng(int(seed)) if sample else None
     env = make_env(pf.env_id, kwargs)
     env.action_space.seed(int(seed))

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import control
+from scenarios.replay import add_arguments as replay_arguments
 
 
 def _info(args) -> int:
@@ -69,6 +70,41 @@ def _probe(args) -> int:
     from scenarios.probe import main as probe
 
     return probe(args.seed, args.scale)
+
+
+def _run(args) -> int:
+    from scenarios.run import run_scenario
+    from scenarios.scenario import find_scenario
+
+    scenario = find_scenario(args.scenario, args.variant)
+    summary = run_scenario(scenario, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(json.dumps(summary, indent=None if args.quiet else 2))
+    return 0
+
+
+def _replay(args) -> int:
+    from scenarios.replay import command
+
+    return command(args)
+
+
+def _validate(args) -> int:
+    from scenarios.validate import validate
+
+    summary = validate(args.policy, args.suite, args.out, episodes=args.episodes, seed=args.seed,
+                       particle=args.particle, max_steps=args.max_steps)
+    print(json.dumps({"report": str(args.out), "json": str(Path(args.out).with_suffix(".json")),
+                      "verdict": summary.get("verdict")}))
+    return 0
+
+
+def _stress(args) -> int:
+    from scenarios.stress import stress, table
+
+    report = stress(args.suite, args.out, workers=args.workers, scheduler=args.scheduler, timeout=args.timeout)
+    print(table(report["runs"]))
+    print(json.dumps({k: report[k] for k in ("suite", "workers", "wall_time_s", "ok", "failed", "timeout")}))
+    return 0 if report["ok"] == len(report["runs"]) else 1
 
 
 def _bench(args) -> int:
@@ -149,6 +185,55 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=float, default=1.0,
                    help="multiply every count by this, in (0, 10] (default: 1.0; 0.01 takes about a minute)")
     s.set_defaults(func=_probe)
+
+    s = sub.add_parser("run", help="run a scenario file (TOML) and record it to one session file",
+                       description="Run one scenario (see scenarios.scenario for the file format): its backend, "
+                                   "limits, metadata and plan. Writes DIR/session.h5, DIR/before_after.png and "
+                                   "DIR/summary.json.")
+    s.add_argument("scenario", help="scenario file (.toml), e.g. scenarios/examples/wall-pulse.toml")
+    s.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    s.add_argument("--overwrite", action="store_true", help="replace a session already in DIR")
+    s.add_argument("--variant", default=None, help="the variant to run, of a file with a [[variant]] matrix")
+    s.add_argument("--quiet", action="store_true", help="no progress bar; the summary on one line")
+    s.set_defaults(func=_run)
+
+    s = sub.add_parser("stress", help="run a suite of scenarios in parallel on Dask; one summary table",
+                       description="Run every scenario of SUITE (a folder of scenario files, or a file with a "
+                                   "[[variant]] matrix) as its own process from Dask tasks; a run that crashes or "
+                                   "hangs past its timeout is reported and the others go on. Exit 1 if any run did "
+                                   "not end well.")
+    s.add_argument("suite", help="folder of scenario files, or a matrix file")
+    s.add_argument("--out", type=Path, default=Path("out/stress"), metavar="DIR",
+                   help="output folder (one sub-folder per run, and stress.json)")
+    s.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS", help="an existing Dask scheduler instead")
+    s.add_argument("--timeout", type=float, default=None,
+                   help="wall-time budget of each run, s (default: each scenario's [run] timeout)")
+    s.set_defaults(func=_stress)
+
+    s = sub.add_parser("validate", help="run a policy and baselines on a suite; write an HTML validation report",
+                       description="Run the policy, uniform random pulses and the talk's heuristic (a random point "
+                                   "on the wall, random bias and width) for K episodes on every scenario of SUITE, "
+                                   "and write one self-contained HTML report (interquartile mean and stratified "
+                                   "bootstrap 95 percent CIs of the return, probability of improvement, wall images, "
+                                   "safety events, timing) with a JSON summary beside it.")
+    s.add_argument("--policy", required=True, help="DomainWall-v0 policy file from `pfmtwin agent train`")
+    s.add_argument("--suite", required=True, help="folder of scenario files, or a matrix file")
+    s.add_argument("--episodes", type=int, default=8, help="episodes per scenario and agent (default 8)")
+    s.add_argument("--out", type=Path, default=Path("out/validation/report.html"), help="the HTML report")
+    s.add_argument("--seed", type=int, default=0, help="episode k resets with seed + k (default 0)")
+    s.add_argument("--particle", type=int, default=None, help="particle of the policy file (default: its best)")
+    s.add_argument("--max-steps", type=int, default=None, help="pulses per episode (default: the policy's own)")
+    s.set_defaults(func=_validate)
+
+    s = sub.add_parser("replay", help="re-issue a recorded session against another backend; report the gap",
+                       description="Re-issue a session's commands, in order, against URL (default: the backend it "
+                                   "was recorded on) and report per command and in total: pulse records equal, "
+                                   "image correlation, wall-position error (nm), instrument-time differences and "
+                                   "where the two first diverge. Writes DIR/replay.json, DIR/replay.h5 and "
+                                   "DIR/worst_scan.png.")
+    replay_arguments(s)
+    s.set_defaults(func=_replay)
 
     # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.
     for ep in sorted(entry_points(group="pfmtwin.commands"), key=lambda e: e.name):

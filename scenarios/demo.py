@@ -15,9 +15,11 @@ import numpy as np
 from tqdm import tqdm
 
 import control
-from control.analysis import domains, phase_axis, wall_points
+from control.analysis import domains, phase_axis
 from control.recording import Recorder
+from scenarios.plans import wall_pulse
 from scenarios.plots import before_after_png
+from scenarios.scenario import ScanPlan, WallPulsePlan
 
 
 @dataclass
@@ -58,32 +60,21 @@ def run(config: DemoConfig, progress: bool = True) -> dict:
     session = out / "session.h5"
     rng = np.random.default_rng(config.seed)
     metadata = {"sample": "PbTiO3 film (twin)", "project": "pfmtwin demo", "investigator": "pfmtwin demo"}
-    records = []
+    plan = WallPulsePlan(pulses=config.pulses, rescan_every=config.rescan_every, bias=config.voltage,
+                         width=config.width, scan=ScanPlan(center=config.center, size=config.size,
+                                                           pixels=config.pixels, line_rate=config.line_rate))
     with Recorder(control.connect(config.url), session, metadata=metadata, overwrite=True) as scope:
-        reach = scope.info().hardware.scan_range
-        size = config.size if config.size is not None else min(1e-6, reach / 2)
-        spec = control.ScanSpec(
-            center=config.center if config.center is not None else (reach / 2, reach / 2), size=(size, size),
-            pixels=(config.pixels, config.pixels), line_rate=config.line_rate,
-        )
-        scans = 1 + config.pulses // config.rescan_every
-        bar = tqdm(total=config.pulses + scans, desc="wall-pulse experiment", unit="step", disable=not progress)
-        before = current = scope.scan(spec)
-        bar.update()
-        for k in range(config.pulses):
-            wall = wall_points(current)
-            x, y = wall[rng.integers(len(wall))]
-            volts = rng.uniform(*config.voltage) * rng.choice([-1.0, 1.0])
-            width = float(np.exp(rng.uniform(*np.log(config.width))))
-            records.append(scope.apply_pulse(float(x), float(y), volts, width))
-            bar.set_postfix_str(f"{volts:+.1f} V {width * 1e3:.3g} ms")
+        bar = tqdm(total=config.pulses + 2 + config.pulses // config.rescan_every, desc="wall-pulse experiment",
+                   unit="step", disable=not progress)
+
+        def tick(what: str) -> None:
+            bar.set_postfix_str(what)
             bar.update()
-            if (k + 1) % config.rescan_every == 0:
-                current = scope.scan(spec)
-                bar.update()
+
+        result = wall_pulse(scope, plan, rng, tick)
         bar.close()
-        after = current if config.pulses % config.rescan_every == 0 else scope.scan(spec)
         elapsed = scope.now()
+    before, after, records = result.before, result.after, result.pulses
     picture = before_after_png(before, after, records, out / "before_after.png")
     axis = phase_axis(before.phase)  # one axis for both scans, so "switched" means the state changed
     changed = float(np.mean(domains(before, axis=axis) != domains(after, axis=axis)))
