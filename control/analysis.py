@@ -9,7 +9,8 @@ the domains' phase axis), read out two ways for two questions:
 
 - :func:`domains` (its amplitude-weighted sign) and :func:`wall_mask` / :func:`wall_points`:
   which pixels lie on the longest wall, of any shape (a labyrinth, a written island); used to
-  choose where to pulse and by the panel's domain and wall statistics.
+  choose where to pulse and by the panel's domain and wall statistics. :func:`boundary_points`
+  gives every wall as points between pixels (how far two scans' walls are apart: replay).
 - :func:`trace_wall` / :func:`locate_wall`: a wall that crosses a raster window from its first
   line to its last, as x(y) measured by area (the wall sits where a straight cut would leave the
   same amount of the left domain on that line). For a clean wall this is the crossing itself,
@@ -218,6 +219,27 @@ def wall_mask(result: ScanResult, smooth: int = 3) -> np.ndarray:
         raise NoWallError("no domain wall in this image: every pixel shows the same phase state")
     sizes = ndimage.sum_labels(edge, labels, index=np.arange(1, count + 1))
     return labels == 1 + int(np.argmax(sizes))
+
+
+def boundary_points(result: ScanResult, state: np.ndarray | None = None) -> np.ndarray:
+    """(x, y) of every wall point of a scan, m, shape (n, 2): all walls, of any shape.
+
+    A wall lies half-way between two 4-neighbour pixels in different states (as
+    :func:`wall_distance` puts it), so each such pair is one point: the midpoint of their
+    commanded positions. Neighbours along a line and between lines are both used; for a spiral
+    these are neighbours along a turn and on the next turn at the same angle.
+
+    Args:
+        result: the scan, for its pixel positions.
+        state: its domain state per pixel, shape of the scan (default: :func:`domains`).
+    """
+    state = domains(result) if state is None else state
+    x, y = np.asarray(result.x, np.float64), np.asarray(result.y, np.float64)
+    along = state[:, 1:] != state[:, :-1]
+    across = state[1:, :] != state[:-1, :]
+    mx = np.concatenate([((x[:, 1:] + x[:, :-1]) / 2)[along], ((x[1:, :] + x[:-1, :]) / 2)[across]])
+    my = np.concatenate([((y[:, 1:] + y[:, :-1]) / 2)[along], ((y[1:, :] + y[:-1, :]) / 2)[across]])
+    return np.column_stack([mx, my])
 
 
 def wall_points(result: ScanResult, smooth: int = 3) -> np.ndarray:

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import control
+from scenarios.catalog import add_arguments as catalog_arguments
 from scenarios.replay import add_arguments as replay_arguments
 
 
@@ -234,6 +235,12 @@ def parser() -> argparse.ArgumentParser:
                                    "DIR/worst_scan.png.")
     replay_arguments(s)
     s.set_defaults(func=_replay)
+
+    s = sub.add_parser("catalog", help="list, search or serve (Tiled) a folder of session files",
+                       description="With --where KEY=VALUE (repeatable) or --list: print the matching sessions "
+                                   "as JSON lines. Otherwise serve the folder through Tiled on loopback until "
+                                   "interrupted; the Tiled client and web UI browse and search it.")
+    catalog_arguments(s)
 
     # Commands of other packages (the emulator, ...) plug in here, so scenarios never import them.
     for ep in sorted(entry_points(group="pfmtwin.commands"), key=lambda e: e.name):

@@ -63,12 +63,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 import control
 from control import PulseRecord, ScanResult, ScanSpec
-from control.analysis import domains, phase_axis
+from control.analysis import boundary_points, domains, phase_axis
 from control.errors import PfmTwinError, RecordingError
 from control.recording import RESERVED_METADATA, Recorder, Session, read_session
 
@@ -149,26 +148,6 @@ def correlation(original: ScanResult, replay: ScanResult) -> float:
     return float(np.dot(a, b) / norm) if norm > 0 else float("nan")
 
 
-def wall_points(result: ScanResult, state: np.ndarray) -> np.ndarray:
-    """(x, y) of every wall point of a scan, m, shape (n, 2).
-
-    A wall lies half-way between two 4-neighbour pixels in different states (as
-    :func:`control.analysis.wall_distance` puts it), so each such pair is one point: the midpoint
-    of their commanded positions. Neighbours along a line and between lines are both used; for
-    a spiral these are neighbours along a turn and on the next turn at the same angle.
-
-    Args:
-        result: the scan, for its pixel positions.
-        state: its domain state per pixel (e.g. :func:`control.analysis.domains`), shape of the scan.
-    """
-    x, y = np.asarray(result.x, np.float64), np.asarray(result.y, np.float64)
-    along = state[:, 1:] != state[:, :-1]
-    across = state[1:, :] != state[:-1, :]
-    mx = np.concatenate([((x[:, 1:] + x[:, :-1]) / 2)[along], ((x[1:, :] + x[:-1, :]) / 2)[across]])
-    my = np.concatenate([((y[:, 1:] + y[:, :-1]) / 2)[along], ((y[1:, :] + y[:-1, :]) / 2)[across]])
-    return np.column_stack([mx, my])
-
-
 def wall_error(original: ScanResult, replay: ScanResult, axis: float | None = None) -> float:
     """Symmetric mean distance between the two scans' domain walls, m (see the module docstring).
 
@@ -184,10 +163,12 @@ def wall_error(original: ScanResult, replay: ScanResult, axis: float | None = No
         of the other scan, m: 0 for identical scans, NaN when either scan shows no wall.
     """
     axis = phase_axis(original.phase) if axis is None else axis
-    a = wall_points(original, domains(original, axis=axis))
-    b = wall_points(replay, domains(replay, axis=axis))
+    a = boundary_points(original, domains(original, axis=axis))
+    b = boundary_points(replay, domains(replay, axis=axis))
     if len(a) == 0 or len(b) == 0:
         return float("nan")
+    from scipy.spatial import cKDTree  # 0.2 s to import: only when a replay compares walls
+
     to_b, _ = cKDTree(b).query(a)
     to_a, _ = cKDTree(a).query(b)
     return float((to_b.sum() + to_a.sum()) / (len(a) + len(b)))

@@ -131,3 +131,24 @@ def _started_by_tests() -> dict[int, str]:
             if not any(helper in command for helper in _STDLIB_HELPERS):
                 out[pid] = command.replace(b"\0", b" ").decode(errors="replace")[:160]
     return out
+
+
+@pytest.fixture(scope="session")
+def wall_policy(tmp_path_factory):
+    """A DomainWall-v0 policy trained (briefly) on a small twin by the real ``pfmtwin agent train``."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    out = tmp_path_factory.mktemp("agent") / "wall.pt"
+    kwargs = {"microscope": SMALL_TWIN.format(seed=1), "max_steps": 3}
+    p = subprocess.run([sys.executable, "-m", "scenarios.cli", "agent", "train", "--env", "pfmtwin/DomainWall-v0",
+                        "--env-kwargs", json.dumps(kwargs), "--algo", "svpg", "--particles", "2", "--steps", "12",
+                        "--seed", "5", "--mode", "serial", "--episodes", "1", "--eval-episodes", "1",
+                        "--out", str(out)], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert np.isfinite(summary["mean_return"])
+    return out

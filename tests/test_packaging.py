@@ -1,4 +1,4 @@
-"""The built wheel carries what the installed package needs: co-simulation needs the RTL."""
+"""The built wheel carries what the installed package needs: co-simulation needs the RTL, and\n`pfmtwin run` / `stress` / `validate` the example scenarios and suites."""
 
 from __future__ import annotations
 
@@ -19,3 +19,6 @@ def test_the_wheel_ships_the_rtl_that_cosim_builds(tmp_path):
     assert rtl and rtl <= names, f"missing from the wheel: {sorted(rtl - names)}"
     assert "firmware/tb/cosim_tb.py" in names
     assert not any(name.startswith("firmware/build/") for name in names), "no build output in the wheel"
+    shipped = {f"scenarios/{p.relative_to(ROOT / 'scenarios')}" for p in (ROOT / "scenarios").glob("*/*.toml")}
+    assert "scenarios/examples/wall-pulse.toml" in shipped and shipped <= names, \
+        f"scenario files missing from the wheel: {sorted(shipped - names)}"

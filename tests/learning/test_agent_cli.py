@@ -15,7 +15,6 @@ import pytest
 from control.served import Served
 from learning.policies import load_policy
 from scenarios.cli import main
-from tests.conftest import SMALL_TWIN
 
 PFMTWIN = [sys.executable, "-m", "scenarios.cli"]
 TWIN_OPTIONS = "grid=64&field=5e-7&init=wall&scanner=closed"
@@ -34,20 +33,6 @@ def in_process(capsys, *args: str) -> tuple[int, str, str]:
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture(scope="module")
-def wall_policy(tmp_path_factory) -> Path:
-    """A DomainWall-v0 policy trained (briefly) on a small twin by the real CLI."""
-    out = tmp_path_factory.mktemp("agent") / "wall.pt"
-    kwargs = {"microscope": SMALL_TWIN.format(seed=1), "max_steps": 3}
-    p = pfmtwin("agent", "train", "--env", "pfmtwin/DomainWall-v0", "--env-kwargs", json.dumps(kwargs),
-                "--algo", "svpg", "--particles", "2", "--steps", "12", "--seed", "5", "--mode", "serial",
-                "--episodes", "1", "--eval-episodes", "1", "--out", str(out))
-    assert p.returncode == 0, p.stderr
-    summary = json.loads(p.stdout.strip().splitlines()[-1])
-    assert np.isfinite(summary["mean_return"])
-    return out
 
 
 def test_train_writes_policy_curve_and_json_line(tmp_path, capsys):
