@@ -17,7 +17,9 @@ backend URL names the first film (``seed=F``) and the day, and episode ``k`` run
 ``F + k``, freshly opened (``reset(seed=seed + k, options={"sample": F + k})``). Every agent
 meets the same films, so returns are paired (common random numbers), and a deterministic policy
 is judged on ``K`` different films, not on one film ``K`` times. A served scenario (``serve =
-"emulate"``) runs every episode on the one film its process holds. The report says which films
+"emulate"``) starts a fresh process for every episode, holding film ``F + k`` of its twin options
+(a served instrument keeps what was written on it). A film that offers no usable wall at the
+start of an episode is reported as such (the same for every agent). The report says which films
 and days the policy was trained on (its file's ``microscope``, ``samples`` and ``days``) and
 which it was evaluated on.
 
@@ -28,6 +30,7 @@ at a limit (bias or width at its bound: the agent is pushing against the limits)
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import sys
@@ -40,8 +43,9 @@ import numpy as np
 from tqdm import tqdm
 
 import control
+from control.analysis import NoWallError
 from control.errors import LimitError, PfmTwinError
-from control.urls import split
+from control.urls import split, with_options
 from scenarios.report import write_validation_report
 from scenarios.run import serving
 from scenarios.scenario import Scenario, load_suite
@@ -97,46 +101,50 @@ def _at_limit(pulse: dict, limits: control.SafetyLimits) -> bool:
             or pulse["width"] >= limits.pulse_width_max * (1 - 1e-9))
 
 
-def _episodes(agent: str, env: Any, policy: Any, episodes: int, seed: int, film: int | None) -> dict:
-    """Run ``episodes`` episodes of one agent; never raises for an episode's failure."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(AGENTS.index(agent),)))
-    env.action_space.seed(int(rng.integers(2**31)))
-    out: dict = {"returns": [], "wall_losses": 0, "refused": 0, "limit_hits": 0, "errors": [], "steps": 0,
-                 "wall_time_s": 0.0, "instrument_time_s": 0.0, "before_png": None, "after_png": None}
+def _new_results() -> dict:
+    return {"returns": [], "wall_losses": 0, "refused": 0, "limit_hits": 0, "errors": [], "steps": 0,
+            "wall_time_s": 0.0, "instrument_time_s": 0.0, "before_png": None, "after_png": None}
+
+
+def _episode(agent: str, env: Any, policy: Any, rng: np.random.Generator, k: int, seed: int,
+             options: dict | None, out: dict) -> None:
+    """Run episode ``k`` of one agent into ``out``; never raises for the episode's failure."""
     started = time.monotonic()
-    for k in range(episodes):
+    try:
         try:
-            options = {"sample": film + k} if film is not None else None
             obs, info = env.reset(seed=seed + k, options=options)
-            t0 = info["time"]
-            if k == 0:
-                out["before_png"] = _png(env.render())
-            total, done = 0.0, False
-            while not done:
-                if agent == "policy":
-                    action = policy.act(obs, None)
-                elif agent == "random":
-                    action = env.action_space.sample()
-                else:  # on the wall, random bias (magnitude and sign) and width
-                    u, v, w = rng.uniform(-1.0, 1.0, size=3)
-                    action = np.array([u, 0.0, v, w], dtype=np.float32)
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
-                out["steps"] += 1
-                out["limit_hits"] += _at_limit(info["pulse"], env.unwrapped.limits)
-                out["wall_losses"] += bool(terminated)
-                done = terminated or truncated
-            out["returns"].append(total)
-            out["instrument_time_s"] += info["time"] - t0
-            if k == 0:
-                out["after_png"] = _png(env.render())
-        except LimitError as exc:
-            out["refused"] += 1
-            out["errors"].append(f"episode {k}: refused by the safety guard: {exc}")
-        except PfmTwinError as exc:
-            out["errors"].append(f"episode {k}: {type(exc).__name__}: {exc}")
-    out["wall_time_s"] = time.monotonic() - started
-    return out
+        except NoWallError as exc:  # the film's doing, not the agent's: the same for every agent
+            out["errors"].append(f"episode {k}: the film offered no usable wall at the start: {exc}")
+            return
+        t0 = info["time"]
+        if k == 0:
+            out["before_png"] = _png(env.render())
+        total, done = 0.0, False
+        while not done:
+            if agent == "policy":
+                action = policy.act(obs, None)
+            elif agent == "random":
+                action = env.action_space.sample()
+            else:  # on the wall, random bias (magnitude and sign) and width
+                u, v, w = rng.uniform(-1.0, 1.0, size=3)
+                action = np.array([u, 0.0, v, w], dtype=np.float32)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            out["steps"] += 1
+            out["limit_hits"] += _at_limit(info["pulse"], env.unwrapped.limits)
+            out["wall_losses"] += bool(terminated)
+            done = terminated or truncated
+        out["returns"].append(total)
+        out["instrument_time_s"] += info["time"] - t0
+        if k == 0:
+            out["after_png"] = _png(env.render())
+    except LimitError as exc:
+        out["refused"] += 1
+        out["errors"].append(f"episode {k}: refused by the safety guard: {exc}")
+    except PfmTwinError as exc:
+        out["errors"].append(f"episode {k}: {type(exc).__name__}: {exc}")
+    finally:
+        out["wall_time_s"] += time.monotonic() - started
 
 
 def validate(policy_path: str | os.PathLike, suite: str | os.PathLike, out: str | os.PathLike, *,
@@ -163,7 +171,6 @@ def validate(policy_path: str | os.PathLike, suite: str | os.PathLike, out: str 
             environment; PolicyFileError: an unreadable policy file. Nothing is run then.
     """
     from learning.policies import load_policy
-    from learning.rollout import make_env
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValidationError(f"episodes={episodes!r}; run at least 1 episode per scenario and agent")
@@ -199,31 +206,28 @@ def validate(policy_path: str | os.PathLike, suite: str | os.PathLike, out: str 
         for scenario in scenarios:
             entry: dict = {"name": scenario.name, "url": scenario.backend.describe(),
                            "description": scenario.description, "agents": {}}
-            with serving(scenario.backend) as url:
-                film, day = _film(url if not scenario.backend.serve else f"twin://?{scenario.backend.twin}")
-                served = bool(scenario.backend.serve)
-                films = [film] if served or film is None else [film + k for k in range(episodes)]
-                entry["films"], entry["day"] = films, day if day is not None else 0
-                evaluated["samples"].update(films)
-                evaluated["days"].add(entry["day"])
-                for agent in AGENTS:
-                    bar.set_postfix_str(f"{scenario.name}: {agent}")
-                    try:
-                        env = make_env(pf.env_id, {**kwargs, "microscope": url,
-                                                   "connect": _limited(scenario.limits)}, check=False)
-                    except PfmTwinError as exc:
-                        entry["agents"][agent] = {"returns": [], "wall_losses": 0, "refused": 0, "limit_hits": 0,
-                                                  "errors": [f"cannot open the environment: {exc}"], "steps": 0,
-                                                  "wall_time_s": 0.0, "instrument_time_s": 0.0,
-                                                  "before_png": None, "after_png": None}
-                        bar.update()
-                        continue
-                    try:
-                        entry["agents"][agent] = _episodes(agent, env, policy, episodes, seed,
-                                                           None if served else film)
-                    finally:
-                        env.close()
-                    bar.update()
+            base, day = _film(scenario.backend.url or f"twin://?{scenario.backend.twin}")
+            films = [base] if base is None else [base + k for k in range(episodes)]
+            entry["films"], entry["day"] = films, day if day is not None else 0
+            evaluated["samples"].update(f for f in films if f is not None)
+            evaluated["days"].add(entry["day"])
+            for agent in AGENTS:
+                bar.set_postfix_str(f"{scenario.name}: {agent}")
+                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(AGENTS.index(agent),)))
+                entry["agents"][agent] = numbers = _new_results()
+                if scenario.backend.serve:
+                    # A served instrument keeps what was written on it: each episode gets a fresh
+                    # process holding film F + k, so every agent meets the same untouched films.
+                    for k in range(episodes):
+                        twin = scenario.backend.twin if base is None else _with_seed(scenario.backend.twin, base + k)
+                        with serving(dataclasses.replace(scenario.backend, twin=twin)) as url:
+                            _run_in(agent, pf.env_id, {**kwargs, "microscope": url}, scenario, policy, rng,
+                                    [k], seed, None, numbers)
+                else:
+                    options = (lambda k: None) if base is None else (lambda k: {"sample": base + k})
+                    _run_in(agent, pf.env_id, {**kwargs, "microscope": scenario.backend.url}, scenario, policy,
+                            rng, range(episodes), seed, options, numbers)
+                bar.update()
             results["scenarios"].append(entry)
     results["held_out"] = {
         "trained_on": trained,
@@ -232,6 +236,29 @@ def validate(policy_path: str | os.PathLike, suite: str | os.PathLike, out: str 
         "held_out_days": sorted(d for d in evaluated["days"] if d not in trained["days"]),
     }
     return write_validation_report(results, out, seed=seed)
+
+
+def _with_seed(twin: str, film: int) -> str:
+    """Twin options (``seed=3&grid=64``) with the film seed set."""
+    return with_options(f"twin://?{twin}", seed=film).partition("?")[2]
+
+
+def _run_in(agent: str, env_id: str, kwargs: dict, scenario: Scenario, policy: Any, rng: np.random.Generator,
+            ks, seed: int, options, out: dict) -> None:
+    """Open the environment on the scenario's instrument and limits, run episodes ``ks``, close it."""
+    from learning.rollout import make_env
+
+    try:
+        env = make_env(env_id, {**kwargs, "connect": _limited(scenario.limits)}, check=False)
+    except PfmTwinError as exc:
+        out["errors"].append(f"cannot open the environment: {exc}")
+        return
+    try:
+        env.action_space.seed(int(rng.integers(2**31)))
+        for k in ks:
+            _episode(agent, env, policy, rng, k, seed, options(k) if callable(options) else options, out)
+    finally:
+        env.close()
 
 
 def _limited(limits: dict):

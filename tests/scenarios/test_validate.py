@@ -86,3 +86,26 @@ def test_bad_arguments_run_nothing_and_write_nothing(tmp_path, wall_policy, kwar
     with pytest.raises(error, match=match):
         validate(**args)
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_a_served_scenario_gives_every_agent_fresh_films_one_process_each(tmp_path, wall_policy):
+    suite = tmp_path / "served.toml"
+    options = SMALL_TWIN.format(seed=300).split("?", 1)[1]
+    suite.write_text(f"""
+[backend]
+serve = "emulate"
+twin = "{options}"
+faults = "drop=0.02"
+[plan]
+kind = "wall-pulse"
+""")
+    summary = validate(wall_policy, suite, tmp_path / "served.html", episodes=2, max_steps=2, progress=False)
+    (scenario,) = summary["scenarios"]
+    assert summary["held_out"]["evaluated_on"]["samples"] == [300, 301]
+    for agent, numbers in scenario["agents"].items():
+        assert numbers["n"] == 2 and not numbers["errors"], (agent, numbers["errors"])
+    policy = scenario["agents"]["policy"]["returns"]
+    assert policy[0] != policy[1], "film 301 is not film 300 written on by the first episode"
+    again = validate(wall_policy, suite, tmp_path / "again.html", episodes=2, max_steps=2, progress=False)
+    assert again["scenarios"][0]["agents"]["policy"]["returns"] == policy, "a fresh process per episode: repeatable"
