@@ -346,17 +346,7 @@ class Film:
         frozen = np.ones(P.shape, dtype=bool)
         frozen[inner] = False
         dt = p.relax_dt * solver.tau
-        tolerance = 1e-4 * self.ps
-        taken = 0
-        for taken in range(1, steps + 1):
-            force = solver.force(P, disorder)
-            held = np.clip(force, -self.depinning_field, self.depinning_field)
-            new = solver.step(P, dt, field=disorder + held)
-            new[frozen] = P[frozen]
-            moved = float(np.max(np.abs(new - P)))
-            P = new
-            if moved < tolerance:
-                break
+        P, taken = solver.relax_pinned(P, disorder, self.depinning_field, dt, frozen, steps, 1e-4 * self.ps)
         self.polarization[window] = P
         self.version += 1
         return taken
