@@ -274,7 +274,9 @@ class SerialClient:
 
         def store(index: int, t: float, values: dict) -> None:
             for name, row in values.items():
-                channels.setdefault(name, np.zeros((ny, nx)))[index] = row
+                if name not in channels:  # (setdefault would build a whole image per line and drop it)
+                    channels[name] = np.zeros((ny, nx))
+                channels[name][index] = row
             line_times[index] = t
             if on_line is not None:
                 on_line(index, t, values)

@@ -89,9 +89,18 @@ def _crc8_table() -> list[int]:
 _CRC8_TABLE = _crc8_table()
 
 
-def crc16(data: bytes) -> int:
+#: From this many bytes on, the compiled slicing-by-8 CRC (:mod:`control.crc`) beats binascii's
+#: byte loop (its call costs about 1 us); below, binascii is faster and numba is not imported.
+FAST_CRC_BYTES = 512
+
+
+def crc16(data: bytes | bytearray | memoryview) -> int:
     """CRC-16/CCITT-FALSE (polynomial 0x1021, init 0xFFFF): the frame check."""
-    return binascii.crc_hqx(data, 0xFFFF)
+    if len(data) < FAST_CRC_BYTES:
+        return binascii.crc_hqx(data, 0xFFFF)
+    from control.crc import crc16 as fast  # numba: only once a long frame (a scan line) comes
+
+    return fast(data)
 
 
 @dataclass(frozen=True)
@@ -192,7 +201,9 @@ class Decoder:
                 out.append(Damaged("garbage", skipped))
                 skipped = 0
             (crc,) = struct.unpack_from("<H", buf, total - TRAILER_SIZE)
-            if crc16(bytes(buf[: total - TRAILER_SIZE])) != crc:
+            with memoryview(buf) as view:  # no copy of the frame just to check it
+                good = crc16(view[: total - TRAILER_SIZE]) == crc
+            if not good:
                 out.append(Damaged("crc", total, seq, cmd))
             else:
                 out.append(Frame(seq, cmd, bytes(buf[HEADER_SIZE : total - TRAILER_SIZE])))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -118,3 +120,13 @@ def test_the_contract_reports_the_wire_protocol_version():
 def test_phases_wrap_into_the_instruments_range():
     assert control.wrap_phase(270.0) == -90.0 and control.wrap_phase(-91.0) == 269.0
     assert np.array_equal(control.wrap_phase(np.array([-90.0, 0.0, 269.5, 450.0])), [-90.0, 0.0, 269.5, 90.0])
+
+
+@given(st.binary(max_size=20000), st.integers(0, 0xFFFF))
+@settings(max_examples=300, deadline=None)
+def test_the_compiled_crc16_is_binascii_crc_hqx(data, start):
+    from control.crc import crc16 as fast
+
+    assert fast(data, start) == binascii.crc_hqx(data, start)
+    assert fast(bytearray(data), start) == fast(memoryview(data), start) == binascii.crc_hqx(data, start)
+    assert wire.crc16(data) == binascii.crc_hqx(data, 0xFFFF), "the frame check, either path"
