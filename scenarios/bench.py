@@ -29,8 +29,33 @@ def _image(scope, lines: int = 256) -> control.ScanSpec:
     return control.ScanSpec(center=(reach / 2, reach / 2), size=(side, side), pixels=(256, lines), line_rate=1.0)
 
 
-def bench_twin(url: str = "twin://?seed=7", repeat: int = 10) -> dict:
-    """Seconds for a 256 x 256 three-channel scan and for one 0.25 ms pulse with relaxation."""
+#: Film grids of ``pfmtwin bench twin --scaling`` (pixels per side; the film side grows with them
+#: at the default 7.8 nm pixel).
+SCALING_GRIDS = (256, 512, 1024, 2048)
+
+
+def bench_twin(url: str = "twin://?seed=7", repeat: int = 10, scaling: bool = False,
+               grids: tuple[int, ...] = SCALING_GRIDS) -> dict:
+    """Seconds for a 256 x 256 three-channel scan and for one 0.25 ms pulse with relaxation.
+
+    With ``scaling``, also ``scaling``: open, scan and pulse times of films of each grid in
+    ``grids`` (default :data:`SCALING_GRIDS`; ``url`` with ``grid=N`` and ``field=N x 7.8 nm``),
+    so a user sees how the cost grows with the film.
+    """
+    out = _bench_one(url, repeat)
+    if scaling:
+        from control.urls import with_options
+
+        out["scaling"] = []
+        for grid in grids:
+            one = _bench_one(with_options(url, grid=grid, field=f"{grid * 7.8125e-9:.6g}"), max(3, repeat // 2))
+            out["scaling"].append({"grid": grid, "film_m": grid * 7.8125e-9, "open_s": one["open_s"],
+                                   "scan_256x256_s": one["scan_256x256_s"],
+                                   "pulse_0.25ms_with_relaxation_s": one["pulse_0.25ms_with_relaxation_s"]})
+    return out
+
+
+def _bench_one(url: str, repeat: int) -> dict:
     t = time.perf_counter()
     scope = control.connect(url)
     open_time = time.perf_counter() - t

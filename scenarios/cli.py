@@ -118,6 +118,10 @@ def _bench(args) -> int:
         bench = next(ep for ep in entry_points(group="pfmtwin.benches") if ep.name == args.what).load()
     # each benchmark has its own default instrument and repeat count; pass only what was given
     given = {k: v for k, v in (("url", args.url), ("repeat", args.repeat)) if v is not None}
+    if args.scaling:
+        if args.what != "twin":
+            raise control.InvalidArgumentError(f"--scaling applies to `pfmtwin bench twin`, not {args.what!r}")
+        given["scaling"] = True
     print(json.dumps(bench(**given)))
     return 0
 
@@ -250,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=("twin", "emulator", *sorted(ep.name for ep in entry_points(group="pfmtwin.benches"))))
     s.add_argument("--url", default=None, help="backend URL (default: the benchmark's own, e.g. twin://?seed=7)")
     s.add_argument("--repeat", type=int, default=None, help="repetitions (default: the benchmark's own)")
+    s.add_argument("--scaling", action="store_true",
+                   help="twin only: also open, scan and pulse times for film grids 256, 512, 1024 and 2048")
     s.set_defaults(func=_bench)
     return p
 

@@ -92,7 +92,20 @@ def test_bench_prints_one_json_object():
     out = json.loads(pfmtwin("bench", "twin", "--url", SMALL_TWIN.format(seed=1), "--repeat", "2").stdout)
     assert out["benchmark"] == "twin"
     assert out["scan_256x256_s"] > 0 and out["pulse_0.25ms_with_relaxation_s"] > 0
-    assert out["real_instrument_scan_s"] == 256.0
+    assert out["real_instrument_scan_s"] == 256.0 and "scaling" not in out
+    refused = pfmtwin("bench", "emulator", "--scaling", check=False)
+    assert refused.returncode == 2 and "--scaling applies to `pfmtwin bench twin`" in refused.stderr
+
+
+def test_bench_twin_scaling_builds_each_grid_from_the_url():
+    from scenarios.bench import SCALING_GRIDS, bench_twin
+
+    grids = (64, 128)
+    assert "scaling" not in bench_twin(SMALL_TWIN.format(seed=1), repeat=2)
+    rows = bench_twin(SMALL_TWIN.format(seed=1), repeat=2, scaling=True, grids=grids)["scaling"]
+    assert [r["grid"] for r in rows] == list(grids) and SCALING_GRIDS == (256, 512, 1024, 2048)
+    assert all(r["open_s"] > 0 and r["scan_256x256_s"] > 0 and r["pulse_0.25ms_with_relaxation_s"] > 0 for r in rows)
+    assert rows[1]["film_m"] == 2 * rows[0]["film_m"] == 1e-6
 
 
 def test_the_layering_contract_holds():
