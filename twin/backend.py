@@ -62,7 +62,7 @@ PIXEL = 2e-6 / 256
 ACCEPTED = {
     "seed": Option(_ranged(int, 0, 2**63 - 1), 0, "int >= 0: the sample"),
     "day": Option(_ranged(int, 0, 2**31 - 1), 0, "int >= 0: the instrument's day"),
-    "grid": Option(_ranged(int, 32, 1024), None, "pixels per side, 32-1024 (default: 7.8 nm pixels)"),
+    "grid": Option(_ranged(int, 32, 2048), None, "pixels per side, 32-2048 (default: 7.8 nm pixels)"),
     "field": Option(_ranged(float, 0.1e-6, 10e-6, " m"), None,
                     "film side in m, 1e-7 to 1e-5, also the scanner's range (default 5.25e-6, or the size of the init image)",
                     "m"),
@@ -89,7 +89,7 @@ def config_from_options(opts: dict) -> TwinConfig:
         field = _init_image_size(init) if init not in INITS else _FILM.size
     grid = opts["grid"]
     if grid is None:  # the physics is calibrated at 7.8 nm pixels (2 um on 256)
-        grid = int(np.clip(round(field / PIXEL), 32, 1024))
+        grid = int(np.clip(round(field / PIXEL), 32, 2048))
     radius = opts["tip_radius"] if opts["tip_radius"] is not None else day.tip_radius
     film = replace(
         _FILM,
