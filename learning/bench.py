@@ -201,7 +201,8 @@ def bench_sync_async(env_id: str = COSTLY_ENV_ID,
 def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner=closed", repeat: int = 10, *,
                  particles: int = 8, workers: int = 2, threads: int = 1,
                  surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
-                 lengths: tuple[int, int] = (2, 16), seed: int = 0) -> dict[str, Any]:
+                 lengths: tuple[int, int] = (2, 16), seed: int = 0,
+                 model_workers: Sequence[int] | None = None) -> dict[str, Any]:
     """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.
 
     Args:
@@ -215,6 +216,9 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner
         env_steps: steps timed per environment-speed measurement.
         lengths: range of the per-particle episode lengths (:func:`episode_lengths`).
         seed: seed of everything.
+        model_workers: also predict sync and async seconds per iteration on these worker counts
+            with the scheduling model (:mod:`learning.schedule`), calibrated on this run's
+            synchronous figures and checked against its asynchronous ones.
 
     Returns:
         Plain data: ``env_steps_per_s`` (twin, surrogate, speedup), ``surrogate`` (its fit and
@@ -248,4 +252,37 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner
                             steps=int(repeat) * sum(lens), workers=workers, threads=threads, seed=seed)
     svpg["episode_lengths"] = lens
     out["svpg"] = svpg
+    if model_workers:
+        out["model"] = scheduling_model(learning.ENV_ID, [{**env_kwargs, "max_steps": n} for n in lens], svpg,
+                                        model_workers, seed=seed)
     return out
+
+
+def scheduling_model(env_id: str, env_kwargs: Sequence[Mapping[str, Any]], measured: Mapping[str, Any],
+                     model_workers: Sequence[int], *, seed: int = 0) -> dict[str, Any]:
+    """Predicted against measured, then predictions (see :mod:`learning.schedule`).
+
+    The model is fitted to the measured synchronous run (rollout slow-down from its worker
+    busy share, Dask's latency from its seconds per iteration) and predicts the asynchronous
+    one; ``check`` gives both and the error of the ratio. Predictions are for the measured
+    particles on each worker count, and for as many particles as workers (one each, with the
+    driver's SVPG steps measured at that many particles).
+    """
+    from learning.schedule import calibrate, measure_costs, measure_updates, predict
+
+    particles, workers = measured["particles"], measured["workers"] * measured["threads"]
+    costs = measure_costs(env_id, env_kwargs, particles=particles, seed=seed, episodes=1)
+    fitted = calibrate(costs, workers, measured["sync_s_per_it"], measured["sync"]["worker_busy"], seed=seed)
+    (here,) = predict(fitted, [workers], seed=seed)
+    check = {"workers": workers, "measured_sync_s_per_it": measured["sync_s_per_it"],
+             "measured_async_s_per_it": measured["async_s_per_it"], "measured_speedup": measured["speedup"],
+             "predicted_async_s_per_it": here["async_s_per_it"], "predicted_speedup": here["speedup"],
+             "speedup_error": here["speedup"] / measured["speedup"] - 1}
+    counts = sorted({int(p) for p in model_workers})
+    updates = measure_updates(env_id, env_kwargs, counts, seed=seed, episodes=1)
+    same = predict(fitted, counts, seed=seed)
+    one_each = [predict(fitted.scaled(particles=p, updates=updates[p]), [p], seed=seed)[0] for p in counts]
+    for row, p in zip(one_each, counts, strict=True):
+        row["update_s"], row["sync_update_s"] = updates[p]
+    return {"costs": fitted.to_dict(), "check": check, f"{particles}_particles": same,
+            "one_particle_per_worker": one_each}

@@ -118,6 +118,17 @@ def _bench(args) -> int:
         bench = next(ep for ep in entry_points(group="pfmtwin.benches") if ep.name == args.what).load()
     # each benchmark has its own default instrument and repeat count; pass only what was given
     given = {k: v for k, v in (("url", args.url), ("repeat", args.repeat)) if v is not None}
+    if args.model_workers:
+        if args.what != "agents":
+            raise control.InvalidArgumentError(f"--model-workers applies to `pfmtwin bench agents`, not {args.what!r}")
+        try:
+            given["model_workers"] = [int(p) for p in args.model_workers.split(",")]
+        except ValueError:
+            raise control.InvalidArgumentError(
+                f"--model-workers {args.model_workers!r} must be worker counts separated by commas, e.g. 8,32,128"
+            ) from None
+        if min(given["model_workers"]) < 1:
+            raise control.InvalidArgumentError(f"--model-workers {args.model_workers!r}: every count must be >= 1")
     if args.scaling:
         if args.what != "twin":
             raise control.InvalidArgumentError(f"--scaling applies to `pfmtwin bench twin`, not {args.what!r}")
@@ -254,6 +265,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=("twin", "emulator", *sorted(ep.name for ep in entry_points(group="pfmtwin.benches"))))
     s.add_argument("--url", default=None, help="backend URL (default: the benchmark's own, e.g. twin://?seed=7)")
     s.add_argument("--repeat", type=int, default=None, help="repetitions (default: the benchmark's own)")
+    s.add_argument("--model-workers", default=None, metavar="P,P,...",
+                   help="agents only: predict sync and async s/it on these worker counts with the scheduling model")
     s.add_argument("--scaling", action="store_true",
                    help="twin only: also open, scan and pulse times for film grids 256, 512, 1024 and 2048")
     s.set_defaults(func=_bench)
