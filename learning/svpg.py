@@ -106,13 +106,16 @@ def _as_matrix(thetas: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     return t
 
 
-def _sq_distances(t: torch.Tensor) -> torch.Tensor:
-    """Squared distances ``||t_i - t_j||^2``, shape ``(n, n)``, from exact differences.
+def _sq_distances(t: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+    """Squared distances ``||t_i - t_j||^2``, shape ``(n, n)`` (or ``(r, n)`` for ``rows``), from
+    exact differences.
 
     ``cdist`` without the matrix-product shortcut (which loses precision for close particles),
-    then squared: O(n^2 d) time, O(n^2) memory.
+    then squared: O(n^2 d) time, O(n^2) memory. Each pair is computed on its own, so a row
+    computed alone equals that row of the whole matrix, bit for bit, and the matrix is symmetric.
     """
-    return torch.cdist(t, t, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+    left = t if rows is None else t[list(rows)]
+    return torch.cdist(left, t, compute_mode="donot_use_mm_for_euclid_dist") ** 2
 
 
 def _median_from(sq: torch.Tensor) -> float:
@@ -196,9 +199,12 @@ def stein_direction(thetas: torch.Tensor | np.ndarray, grads: torch.Tensor | np.
 
 
 def _stein(t: torch.Tensor, g: torch.Tensor, alpha: float, bandwidth: float | None,
-           rows: list[int]) -> tuple[torch.Tensor, float]:
-    """``(phi[rows], h)`` for validated inputs: the one place the direction is computed."""
-    sq = _sq_distances(t)
+           rows: list[int], sq: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """``(phi[rows], h)`` for validated inputs: the one place the direction is computed.
+
+    ``sq``: the squared distances of ``t`` if already known (:class:`ParticleAdam` keeps them).
+    """
+    sq = _sq_distances(t) if sq is None else sq
     h = _median_from(sq) if bandwidth is None else bandwidth
     kernel, repulsion = _kernel_rows(t, sq, h, rows)
     return (kernel @ g + alpha * repulsion) / t.shape[0], h
@@ -255,6 +261,10 @@ class ParticleAdam:
         self.bandwidth = bandwidth
         self._params = [torch.nn.Parameter(row.clone()) for row in t]
         self._optims = [torch.optim.Adam([p], lr=lr, betas=betas, eps=eps) for p in self._params]
+        # Squared distances between the current particles, kept up to date row by row: a step of
+        # one particle (the asynchronous trainer's) then costs O(n d), not O(n^2 d), and the
+        # numbers are those of a full recomputation, bit for bit (_sq_distances).
+        self._sq: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -290,7 +300,9 @@ class ParticleAdam:
             return g[chosen], math.nan
         with torch.no_grad():
             t = torch.stack([p.detach() for p in self._params])
-        return _stein(t, g, self.alpha, self.bandwidth, chosen)
+        if self._sq is None:
+            self._sq = _sq_distances(t)
+        return _stein(t, g, self.alpha, self.bandwidth, chosen, self._sq)
 
     def step(self, grads: np.ndarray | torch.Tensor, particles: Sequence[int] | None = None) -> SteinStep:
         """Move ``particles`` (default all) one Adam step along ``phi``.
@@ -311,4 +323,9 @@ class ParticleAdam:
         for row, i in enumerate(chosen):
             self._params[i].grad = -phi[row].clone()
             self._optims[i].step()
+        if self._sq is not None:  # the moved particles' rows and columns
+            with torch.no_grad():
+                moved = _sq_distances(torch.stack([p.detach() for p in self._params]), chosen)
+            self._sq[list(chosen), :] = moved
+            self._sq[:, list(chosen)] = moved.T
         return SteinStep(chosen, h, phi.norm(dim=1).numpy())

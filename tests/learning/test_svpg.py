@@ -275,3 +275,18 @@ def test_unsupported_spaces_are_refused_with_the_fix() -> None:
         PolicySpec.from_spaces(gymnasium.spaces.Discrete(3), gymnasium.spaces.Discrete(2))
     with pytest.raises(LearningConfigError, match="neither Discrete nor Box"):
         PolicySpec.from_spaces(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.MultiBinary(3))
+
+
+def test_kept_distances_equal_a_full_recomputation_after_single_and_full_steps():
+    torch.manual_seed(3)
+    thetas = torch.randn(12, 50, dtype=torch.float64)
+    kept = ParticleAdam(thetas, alpha=0.5, lr=0.05)
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        grads = rng.standard_normal((12, 50))
+        chosen = None if step % 7 == 0 else [int(rng.integers(12))]
+        kept.step(grads, chosen)
+        fresh = ParticleAdam(kept.thetas, alpha=0.5, lr=0.05)  # no kept distances: recomputes all
+        got, h = kept.direction(grads)
+        want, h_want = fresh.direction(grads)
+        assert h == h_want and torch.equal(got, want), f"step {step}"
