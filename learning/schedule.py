@@ -200,20 +200,12 @@ def measure_costs(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[
 
 def _learner(env_id: str, env_kwargs, particles: int, seed: int, **options: Any):
     """The trainer's own learner (particles, optimizers, kernel) for ``particles`` particles."""
-    from learning.policies import PolicySpec
-    from learning.rollout import make_env
-    from learning.trainer import TrainConfig, _Learner, _per_particle_kwargs
+    from learning.trainer import TrainConfig, _Learner, _per_particle_kwargs, _policy_spec
 
     cfg = dataclasses.replace(TrainConfig(), particles=particles, seed=seed, steps=10**9, **options)
     kwargs = _per_particle_kwargs(env_kwargs if isinstance(env_kwargs, Mapping) else
                                   [env_kwargs[i % len(env_kwargs)] for i in range(particles)], particles)
-    env = make_env(env_id, kwargs[0], cfg.max_episode_steps)
-    try:
-        spec = PolicySpec.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
-                                      critic=cfg.estimator == "a2c")
-    finally:
-        env.close()
-    return _Learner(env_id, kwargs, cfg, spec)
+    return _Learner(env_id, kwargs, cfg, _policy_spec(env_id, kwargs[0], cfg))
 
 
 def measure_updates(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any]], counts: Sequence[int],

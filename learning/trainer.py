@@ -419,6 +419,16 @@ def _initial_particles(spec: PolicySpec, cfg: TrainConfig) -> tuple[np.ndarray, 
     return actors, critics
 
 
+def _policy_spec(env_id: str, kwargs: Mapping[str, Any], cfg: TrainConfig) -> PolicySpec:
+    """The policy architecture for ``env_id``'s spaces (opens the environment once to read them)."""
+    env = make_env(env_id, kwargs, cfg.max_episode_steps)
+    try:
+        return PolicySpec.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
+                                      critic=cfg.estimator == "a2c")
+    finally:
+        env.close()
+
+
 class _Learner:
     """Particles, their optimizers and the bookkeeping shared by every mode."""
 
@@ -580,12 +590,7 @@ def train(env_id: str, env_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any
         options["hidden"] = tuple(options["hidden"])
     cfg = dataclasses.replace(base, **options)
     kwargs = _per_particle_kwargs(env_kwargs, cfg.particles)
-    env = make_env(env_id, kwargs[0], cfg.max_episode_steps)
-    try:
-        spec = PolicySpec.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
-                                      critic=cfg.estimator == "a2c")
-    finally:
-        env.close()
+    spec = _policy_spec(env_id, kwargs[0], cfg)
     report = _Reporter(progress, cfg.steps, cfg.particles)
     discarded = max_stale = 0
     with contextlib.ExitStack() as stack:
