@@ -449,6 +449,7 @@ class DomainWallEnv(gymnasium.Env):
         self._scope: control.Microscope | None = None
         self._fresh = False
         self._wall: Wall | None = None
+        self._curvatures: list[tuple[Wall, float]] = []
         self._heading = 0.0
         self._steps = 0
         self._running = False
@@ -523,6 +524,15 @@ class DomainWallEnv(gymnasium.Env):
         value = float(np.mean(np.abs(kappa[self._target_lines(wall)]))) * CURVATURE_UNIT
         return min(value, MAX_CURVATURE)
 
+    def _curvature(self, wall: Wall) -> float:
+        """:meth:`curvature_measure`, computed once per wall (a step scores the last two and reports one)."""
+        for seen, value in self._curvatures:
+            if seen is wall:
+                return value
+        value = self.curvature_measure(wall)
+        self._curvatures = [(wall, value), *self._curvatures[:1]]
+        return value
+
     def shape_error(self, wall: Wall) -> float:
         """RMS distance of the wall from the target profile over the target window, in half-windows, in [0, 2]."""
         c = self.config
@@ -555,7 +565,7 @@ class DomainWallEnv(gymnasium.Env):
         }
         if wall.crossing:
             info["wall_x"] = float(np.mean(wall.x))
-            info["curvature"] = self.curvature_measure(wall)
+            info["curvature"] = self._curvature(wall)
             if self.config.goal == "shape":
                 info["shape_error"] = self.shape_error(wall)
         if pulse is not None:
@@ -736,7 +746,7 @@ class DomainWallEnv(gymnasium.Env):
         if terminated:
             reward = -self.config.lost_penalty
         elif self.config.goal == "curvature":
-            reward = self.curvature_measure(wall) - self.curvature_measure(before)
+            reward = self._curvature(wall) - self._curvature(before)
         else:
             reward = self.shape_error(before) - self.shape_error(wall)
         truncated = not terminated and self._steps >= self.config.max_steps
