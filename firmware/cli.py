@@ -37,9 +37,12 @@ def cosim(listen: str, twin: str, *, sim: str | None = None, uart_cycles: int = 
     if not 4 <= uart_cycles <= 100_000:
         raise ValueError(f"uart_cycles={uart_cycles!r} must be in 4..100000 clock cycles per bit")
     config = config or CosimConfig()
-    runner.run("pfm_sim_top", TOP_SOURCES, "firmware.tb.cosim_tb", parameters={"CLKS_PER_BIT": uart_cycles}, sim=sim,
-               extra_env={"PFM_COSIM_LISTEN": listen, "PFM_COSIM_TWIN": twin,
-                          "PFM_COSIM_CONFIG": json.dumps(config.__dict__)})
+    # The sample memory's files (one scan's ADC codes, the DAC codes at each): removed on every
+    # way out, signals included (_stop_on turns them into SystemExit).
+    with tempfile.TemporaryDirectory(prefix="pfmtwin-cosim-") as files:
+        runner.run("pfm_sim_top", TOP_SOURCES, "firmware.tb.cosim_tb", parameters={"CLKS_PER_BIT": uart_cycles},
+                   sim=sim, extra_env={"PFM_COSIM_LISTEN": listen, "PFM_COSIM_TWIN": twin,
+                                       "PFM_COSIM_CONFIG": json.dumps(config.__dict__), "PFM_COSIM_FILES": files})
 
 
 def _stop_on(*signals: int) -> None:

@@ -80,7 +80,10 @@ def run(
         # Verilator splits into several C++ files fail to compile ("Vtop__pch.h.fast: linker
         # input file not found"). g++ takes a precompiled header with -include; a variable in
         # MAKEFLAGS overrides the makefile's, and cocotb runs make itself.
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        # verilated.mk compiles the model with -Os; -O3 runs the top level 1.6x faster
+        # (bench firmware: 1.46M against 0.92M cycles/s idle) for about 3 s more of a cold build.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O3",
+                                                         "OPT_GLOBAL=-O3"]))
     stamp = build_dir / "built-from-rtl.stamp"
     # cocotb rebuilds when a listed source changes, not an included header (pfm_spec.vh): look
     # at every RTL file ourselves.

@@ -1,16 +1,18 @@
 """Speed of the controller's top level in the simulator: clock cycles per wall second.
 
-Two figures, written as JSON to ``$PFM_BENCH_OUT``: the top level idle (the clock and the UART
-receivers only) and while it scans with the lock-in converting, with the ADC fed each sample by
-Python as in co-simulation. Python waits on one long timer in the idle case, so that figure is
-the simulator's own speed on this design.
+Three figures, written as JSON to ``$PFM_BENCH_OUT``: the top level idle (the clock and the UART
+receivers only), and while it scans with the lock-in converting, the ADC fed from the
+simulator's sample memory (as in co-simulation) or by Python at every sample. Python waits on
+one long timer in the idle case, so that figure is the simulator's own speed on this design.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -41,16 +43,28 @@ async def cycles_per_second(dut):
                         ("X_STEP", 10), ("Y_STEP", 10), ("LOCKIN_PHASE_INC", increment),
                         ("LOCKIN_DECIMATION", samples_per_pixel)]:
         await host.write(name, value)
-    analog.load(lockin_model.sinusoid(10000.0, 30.0, increment, PIXELS * samples_per_pixel))
-    start = int(dut.cycle.value)
-    t0 = time.perf_counter()
-    await host.write("CONTROL", control_word(start=True))
-    await analog.wait_pixels(PIXELS, PIXELS * pixel_cycles + 100_000)
-    wall = time.perf_counter() - t0
-    scanning = (int(dut.cycle.value) - start) / wall
-    assert len(analog.pixels) == PIXELS and np.all(np.array(analog.pixels)[:, 0] > 0)
-    result = {"idle_cycles_per_s": round(idle), "scanning_cycles_per_s": round(scanning),
-              "scan_wall_s_per_pixel": round(wall / PIXELS, 6)}
+    samples = lockin_model.sinusoid(10000.0, 30.0, increment, PIXELS * samples_per_pixel)
+    result = {"idle_cycles_per_s": round(idle)}
+    pixels = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for feed in ("memory", "python"):
+            if feed == "memory":
+                await analog.load_memory(samples, Path(folder))
+            else:
+                analog.load(samples)
+            analog.pixels = []
+            start = int(dut.cycle.value)
+            t0 = time.perf_counter()
+            await host.write("CONTROL", control_word(start=True))
+            await analog.wait_pixels(PIXELS, PIXELS * pixel_cycles + 100_000)
+            wall = time.perf_counter() - t0
+            assert len(analog.pixels) == PIXELS and np.all(np.array(analog.pixels)[:, 0] > 0)
+            pixels[feed] = list(analog.pixels)
+            name = "scanning" if feed == "memory" else "scanning_python_fed"
+            result[f"{name}_cycles_per_s"] = round((int(dut.cycle.value) - start) / wall)
+            result[f"{name}_wall_s_per_pixel"] = round(wall / PIXELS, 6)
+            await after_cycles(pixel_cycles)  # the scan generator back to idle
+    assert pixels["memory"] == pixels["python"], "the two ADC feeds gave different pixels"
     dut._log.info("%s", result)
     out = os.environ.get("PFM_BENCH_OUT")
     if out:

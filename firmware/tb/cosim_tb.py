@@ -7,13 +7,16 @@ clients; each command runs simulation time through ``resume``. The listening URL
 one JSON line, ``{"listening": "socket://HOST:PORT"}``.
 
 Environment: ``PFM_COSIM_LISTEN`` (socket://HOST:PORT, port 0 picks one), ``PFM_COSIM_TWIN``
-(twin URL), ``PFM_COSIM_CONFIG`` (JSON of :class:`firmware.cosim.CosimConfig` fields).
+(twin URL), ``PFM_COSIM_CONFIG`` (JSON of :class:`firmware.cosim.CosimConfig` fields),
+``PFM_COSIM_FILES`` (a folder for the sample memory's files; without it, or for a scan longer
+than the memory, Python feeds the ADC at every sample, at about half the speed).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -25,7 +28,7 @@ from control.wire import Cmd
 from emulator.protocol import Emulator
 from emulator.server import Server
 from firmware.cosim import CosimConfig, CosimInstrument
-from firmware.tb.host import Analog, Host
+from firmware.tb.host import ADC_MEM_DEPTH, Analog, Host
 from twin.backend import open_twin
 
 #: Extra cycles allowed beyond a pulse's width or a pixel's period before a wait fails.
@@ -35,8 +38,9 @@ SLACK_CYCLES = 200_000
 class CocotbRtl:
     """:class:`firmware.cosim.RtlPort` on cocotb: blocking calls for the server's bridge thread."""
 
-    def __init__(self, dut, host: Host, analog: Analog) -> None:
+    def __init__(self, dut, host: Host, analog: Analog, files: Path | None = None) -> None:
         self.dut, self.host, self.analog = dut, host, analog
+        self.files = files
         self.write = resume(host.write)
         self.read = resume(host.read)
         self.read_address = resume(self._read_address)
@@ -63,14 +67,19 @@ class CocotbRtl:
 
     async def _scan(self, samples: np.ndarray, pixels: int, control: int, on_pixels):
         analog = self.analog
-        analog.load(samples)
+        memory = self.files is not None and len(samples) <= ADC_MEM_DEPTH
+        if memory:
+            await analog.load_memory(samples, self.files)
+        else:
+            analog.load(samples)
         analog.pixels = []
         period = int(await self.host.read("PIXEL_CYCLES"))
         await self.host.write("CONTROL", control)
         while len(analog.pixels) < pixels:
             await analog.wait_pixels(len(analog.pixels) + 1, period + SLACK_CYCLES)
             on_pixels(np.array(analog.pixels, dtype=np.int64))
-        return np.array(analog.pixels, dtype=np.int64), np.array(analog.sample_positions, dtype=np.int64)
+        positions = await analog.memory_positions() if memory else np.array(analog.sample_positions, dtype=np.int64)
+        return np.array(analog.pixels, dtype=np.int64), positions
 
 
 @cocotb.test()
@@ -78,7 +87,8 @@ async def serve(dut):
     """Serve the RTL with the twin's physics until the process is stopped."""
     host, analog = Host(dut), Analog(dut)
     await host.reset()
-    rtl = CocotbRtl(dut, host, analog)
+    files = os.environ.get("PFM_COSIM_FILES")
+    rtl = CocotbRtl(dut, host, analog, Path(files) if files else None)
     config = CosimConfig(**json.loads(os.environ.get("PFM_COSIM_CONFIG", "{}")))
     twin = open_twin(os.environ.get("PFM_COSIM_TWIN", "twin://"))
     bind_host, bind_port = listen_address(os.environ.get("PFM_COSIM_LISTEN", "socket://127.0.0.1:7002"))

@@ -8,7 +8,10 @@ code the real client uses. Used by the top-level testbench and by ``pfmtwin cosi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cocotb
+import numpy as np
 from cocotb.triggers import ClockCycles, Event, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from control import wire
@@ -18,6 +21,9 @@ from control.wire import Cmd
 #: Cycles to wait for an answer before giving up: the longest answer (a NAK with a 64-byte
 #: text) takes 75 bytes of 10 bits; at 100 cycles per bit that is 75,000 cycles.
 ANSWER_TIMEOUT_CYCLES = 200_000
+#: Samples pfm_sim_top's sample memory holds (its ADC_MEM_DEPTH) and the longest file name it takes.
+ADC_MEM_DEPTH = 1 << 19
+FILE_CHARS = 256
 
 
 def after_cycles(cycles: int) -> Timer:
@@ -53,6 +59,8 @@ class Host:
         dut = self.dut
         dut.rst.value = 1
         dut.adc_data.value = 0
+        for name in ("adc_mem_on", "adc_mem_load", "adc_mem_dump", "adc_mem_count"):
+            getattr(dut, name).value = 0
         await ClockCycles(dut.clk, cycles)
         dut.rst.value = 0
         await ClockCycles(dut.clk, 2)
@@ -140,9 +148,13 @@ class Host:
 class Analog:
     """The analog side of ``pfm_sim_top``: ADC samples in, DAC pins and the pixel stream watched.
 
-    * ADC: on each ``adc_strobe`` the next code of :attr:`samples` (set by the user before a
-      scan; 0 once they run out) goes to ``adc_data``, taken by the lock-in in that cycle; the
-      scanner DAC codes at that moment are recorded per sample in :attr:`sample_positions`.
+    * ADC, fed by Python (:meth:`load`): on each ``adc_strobe`` the next code of :attr:`samples`
+      (0 once they run out) goes to ``adc_data``, taken by the lock-in in that cycle; the scanner
+      DAC codes and the clock edge at that moment are recorded per sample in
+      :attr:`sample_positions` and :attr:`sample_cycles`. Two Python wake-ups per sample.
+    * ADC, fed from the simulator's sample memory (:meth:`load_memory`): the codes go to the
+      memory through a file once, the HDL takes one per strobe and records the DAC codes
+      (:meth:`memory_positions`); Python is not woken per sample.
     * Pixels: every ``pixel_valid`` appends ``(amplitude code, signed phase code)`` to :attr:`pixels`.
     * Pulses: every bias pulse at the DAC pins becomes a dict in :attr:`pulses` with the clock
       edge of its rising and falling edges, the code and the X/Y DAC codes while it was applied.
@@ -158,19 +170,75 @@ class Analog:
         self.pulses: list[dict] = []
         self.pixel_arrived = Event()
         self.pulse_ended = Event()
-        cocotb.start_soon(self._adc())
+        self._feeder = None  # the task that feeds adc_data per sample (load), if running
+        self._memory: Path | None = None  # the folder of the sample memory's files (load_memory)
         cocotb.start_soon(self._pixels())
         cocotb.start_soon(self._pulses())
 
     def load(self, samples) -> None:
-        """ADC codes for the next scan, in strobe order."""
+        """ADC codes for the next scan, in strobe order, fed by Python at every strobe."""
         self.samples = [int(s) for s in samples]
         self.sample_index = 0
         self.sample_positions = []
         self.sample_cycles = []
+        if self._feeder is None:
+            # Back from the sample memory, if it was on: the feeder turns it off at the next
+            # falling edge (a caller may be in ReadOnly), long before a scan command gets through.
+            self._feeder = cocotb.start_soon(self._adc(memory_off=self._memory is not None))
+        self._memory = None
 
-    async def _adc(self) -> None:
+    async def load_memory(self, samples, folder: Path) -> None:
+        """ADC codes for the next scan, in strobe order, taken by the HDL from its sample memory.
+
+        Writes them to ``folder``/samples.hex and has the simulator read it. Up to
+        :data:`ADC_MEM_DEPTH` samples; the DAC codes at each one are :meth:`memory_positions`.
+        """
+        codes = np.asarray(samples, dtype=np.int64)
+        if len(codes) > ADC_MEM_DEPTH:
+            raise ValueError(f"{len(codes)} samples exceed the sample memory's {ADC_MEM_DEPTH}; feed them with load()")
+        if self._feeder is not None:  # no Python wake-up per strobe from here on
+            self._feeder.cancel()
+            self._feeder = None
+        self.samples, self.sample_index = [], 0
+        self.sample_positions, self.sample_cycles = [], []
+        folder = Path(folder)
+        (folder / "samples.hex").write_text("".join(f"{c:04x}\n" for c in (codes & 0xFFFF).tolist()))
         dut = self.dut
+        await FallingEdge(dut.clk)  # a writable moment between edges, whatever phase called us
+        dut.samples_file.value = _verilog_string(folder / "samples.hex")
+        dut.positions_file.value = _verilog_string(folder / "positions.hex")
+        dut.adc_mem_count.value = len(codes)
+        dut.adc_mem_on.value = 1
+        dut.adc_mem_load.value = 1
+        await RisingEdge(dut.clk)  # the HDL reads the file at this edge
+        await FallingEdge(dut.clk)
+        dut.adc_mem_load.value = 0
+        self._memory = folder
+
+    async def memory_positions(self) -> np.ndarray:
+        """The (x, y) DAC codes at every sample taken from the memory since :meth:`load_memory`, (n, 2)."""
+        dut = self.dut
+        await FallingEdge(dut.clk)
+        taken = int(dut.adc_mem_taken.value)
+        if taken == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        dut.adc_mem_dump.value = 1
+        await RisingEdge(dut.clk)  # the HDL writes the file at this edge
+        await FallingEdge(dut.clk)
+        dut.adc_mem_dump.value = 0
+        # One word per line; Icarus adds "// 0x..." address comments, and "@" lines may set addresses.
+        words = [int(line.split("//")[0], 16) for line in (self._memory / "positions.hex").read_text().splitlines()
+                 if line.split("//")[0].strip() and not line.startswith("@")]
+        if len(words) != taken:
+            raise RuntimeError(f"the simulator wrote {len(words)} sample positions; {taken} samples were taken")
+        packed = np.array(words, dtype=np.int64)
+        return np.stack([packed >> 16, packed & 0xFFFF], axis=1)
+
+    async def _adc(self, memory_off: bool = False) -> None:
+        dut = self.dut
+        if memory_off:
+            await FallingEdge(dut.clk)
+            dut.adc_mem_on.value = 0
         while True:
             await RisingEdge(dut.adc_strobe)
             n = self.sample_index
@@ -219,3 +287,11 @@ class Analog:
             fired = await First(self.pulse_ended.wait(), timer)
             if fired is timer and len(self.pulses) < count:
                 raise AssertionError(f"pulse {count} did not end within {timeout_cycles} cycles")
+
+
+def _verilog_string(path: Path) -> int:
+    """``path`` as the value of a Verilog string port (``FILE_CHARS`` bytes, the text right-aligned)."""
+    text = str(path).encode()
+    if len(text) > FILE_CHARS:
+        raise ValueError(f"file name {str(path)!r} is {len(text)} bytes; pfm_sim_top takes {FILE_CHARS}: use a shorter folder")
+    return int.from_bytes(text, "big")

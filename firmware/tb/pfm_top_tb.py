@@ -17,6 +17,8 @@ Randomness is seeded from ``PFM_TB_SEED``.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -213,29 +215,53 @@ async def pulses_match_the_twin(dut):
     assert status == 0, f"STATUS {status:#x} after the pulse: expected idle without errors"
 
 
+RASTER = {"x0": 1000, "dx": 37, "y0": 20000, "dy": 411, "points": 5, "lines": 3, "decimation": 40}
+
+
+async def _raster(host: Host, rng: np.random.Generator) -> tuple[list, np.ndarray, np.ndarray, int]:
+    """Set up the registers of a raster with retrace (RASTER); return the pixels in time order,
+    their phases (deg), the ADC samples of a random amplitude and phase per pixel, the NCO step."""
+    r = RASTER
+    increment = lockin_model.phase_increment(HW.drive_frequency)
+    for name, value in [("X_SETPOINT", r["x0"]), ("Y_SETPOINT", r["y0"]), ("X_STEP", r["dx"]), ("Y_STEP", r["dy"]),
+                        ("PIXELS_PER_LINE", r["points"]), ("LINES", r["lines"]),
+                        ("PIXEL_CYCLES", r["decimation"] * TIMING.adc_divider),
+                        ("LOCKIN_PHASE_INC", increment), ("LOCKIN_DECIMATION", r["decimation"])]:
+        await host.write(name, value)
+    # Pixel order in time: per line the trace (ix up), then the retrace (ix down).
+    order = [(iy, ix) for iy in range(r["lines"]) for ix in [*range(r["points"]), *reversed(range(r["points"]))]]
+    amplitude = rng.uniform(0.05, 0.9, len(order)) * 32767
+    phase = rng.uniform(-180, 180, len(order))
+    n = np.arange(len(order) * r["decimation"])
+    theta = 2 * np.pi * lockin_model.nco_phase(len(n), increment).astype(float) / 2**32
+    pixel = n // r["decimation"]
+    samples = np.rint(amplitude[pixel] * np.cos(theta + np.deg2rad(phase[pixel]))).astype(np.int64)
+    return order, phase, samples, increment
+
+
+def _check_raster(order: list, positions: np.ndarray, pixels: list, samples: np.ndarray, increment: int) -> None:
+    """The DACs on each pixel's ramp position at every ADC sample; the pixels bit-exact to the lock-in model."""
+    r = RASTER
+    positions = np.asarray(positions).reshape(len(order), r["decimation"], 2)
+    for k, (iy, ix) in enumerate(order):
+        want = (r["x0"] + ix * r["dx"], r["y0"] + iy * r["dy"])
+        assert np.all(positions[k] == want), f"pixel {k} (line {iy}, x {ix}): DACs at {positions[k][0]}, expected {want}"
+    want_amp, want_phase = lockin_model.demodulate_codes(samples, increment, r["decimation"])
+    got = np.array(pixels)
+    assert np.array_equal(got[:, 0], want_amp), "lock-in amplitudes differ from the bit-accurate model"
+    assert np.array_equal(got[:, 1], want_phase), "lock-in phases differ from the bit-accurate model"
+
+
 @cocotb.test()
 async def scan_ramps_and_lockin_pixels(dut):
     """A raster with retrace: DAC ramps per ADC sample, pixel timing, lock-in pixels bit-exact."""
     host, analog = await start(dut)
     rng = np.random.default_rng(SEED + 2)
-    points, lines, decimation = 5, 3, 40
+    points, lines, decimation = RASTER["points"], RASTER["lines"], RASTER["decimation"]
+    x0, y0, dy = RASTER["x0"], RASTER["y0"], RASTER["dy"]
     div = TIMING.adc_divider
     pixel_cycles = decimation * div
-    increment = lockin_model.phase_increment(HW.drive_frequency)
-    x0, dx, y0, dy = 1000, 37, 20000, 411
-    for name, value in [("X_SETPOINT", x0), ("Y_SETPOINT", y0), ("X_STEP", dx), ("Y_STEP", dy),
-                        ("PIXELS_PER_LINE", points), ("LINES", lines), ("PIXEL_CYCLES", pixel_cycles),
-                        ("LOCKIN_PHASE_INC", increment), ("LOCKIN_DECIMATION", decimation)]:
-        await host.write(name, value)
-
-    # Pixel order in time: per line the trace (ix up), then the retrace (ix down).
-    order = [(iy, ix) for iy in range(lines) for ix in [*range(points), *reversed(range(points))]]
-    amplitude = rng.uniform(0.05, 0.9, len(order)) * 32767
-    phase = rng.uniform(-180, 180, len(order))
-    n = np.arange(len(order) * decimation)
-    theta = 2 * np.pi * lockin_model.nco_phase(len(n), increment).astype(float) / 2**32
-    pixel = n // decimation
-    samples = np.rint(amplitude[pixel] * np.cos(theta + np.deg2rad(phase[pixel]))).astype(np.int64)
+    order, phase, samples, increment = await _raster(host, rng)
     analog.load(samples)
 
     await host.write("CONTROL", 1 << CONTROL_BITS["SCAN_START"] | 1 << CONTROL_BITS["RETRACE"])
@@ -244,14 +270,8 @@ async def scan_ramps_and_lockin_pixels(dut):
     await ClockCycles(dut.clk, 200)
 
     assert analog.sample_index == len(samples), f"{analog.sample_index} ADC strobes, expected {len(samples)}"
-    positions = np.array(analog.sample_positions).reshape(len(order), decimation, 2)
-    for k, (iy, ix) in enumerate(order):
-        want = (x0 + ix * dx, y0 + iy * dy)
-        assert np.all(positions[k] == want), f"pixel {k} (line {iy}, x {ix}): DACs at {positions[k][0]}, expected {want}"
-    want_amp, want_phase = lockin_model.demodulate_codes(samples, increment, decimation)
+    _check_raster(order, analog.sample_positions, analog.pixels, samples, increment)
     got = np.array(analog.pixels)
-    assert np.array_equal(got[:, 0], want_amp), "lock-in amplitudes differ from the bit-accurate model"
-    assert np.array_equal(got[:, 1], want_phase), "lock-in phases differ from the bit-accurate model"
     err = np.abs((got[:, 1] * lockin_model.PHASE_LSB_DEG - phase + 180) % 360 - 180)
     assert err.max() < 0.05, f"phase error {err.max():.4f} deg against the synthesized input"
 
@@ -270,3 +290,30 @@ async def scan_ramps_and_lockin_pixels(dut):
     # The tip stays at the last pixel (the retrace ends at ix = 0 of the last line).
     assert await host.read("X_SETPOINT") == x0
     assert await host.read("Y_SETPOINT") == y0 + (lines - 1) * dy
+
+
+@cocotb.test()
+async def sample_memory_feeds_the_lockin(dut):
+    """The ADC fed from pfm_sim_top's sample memory (as co-simulation feeds it): the same ramps and
+    bit-exact pixels as when Python sets adc_data at every strobe, and one DAC record per sample."""
+    host, analog = await start(dut)
+    rng = np.random.default_rng(SEED + 5)
+    order, _, samples, increment = await _raster(host, rng)
+    with tempfile.TemporaryDirectory() as folder:
+        await analog.load_memory(samples, Path(folder))
+        await host.write("CONTROL", 1 << CONTROL_BITS["SCAN_START"] | 1 << CONTROL_BITS["RETRACE"])
+        await analog.wait_pixels(len(order), len(order) * RASTER["decimation"] * TIMING.adc_divider + 10_000)
+        await ClockCycles(dut.clk, 200)
+        positions = await analog.memory_positions()
+    assert analog.sample_index == 0, "Python fed the ADC although the memory was on"
+    assert len(positions) == len(samples), f"{len(positions)} samples taken from the memory, expected {len(samples)}"
+    _check_raster(order, positions, analog.pixels, samples, increment)
+    # Back to Python's feed: the next scan takes adc_data again.
+    await host.write("X_SETPOINT", RASTER["x0"])  # the tip stayed at the last line's end
+    await host.write("Y_SETPOINT", RASTER["y0"])
+    analog.load(samples)
+    analog.pixels = []
+    await host.write("CONTROL", 1 << CONTROL_BITS["SCAN_START"] | 1 << CONTROL_BITS["RETRACE"])
+    await analog.wait_pixels(len(order), len(order) * RASTER["decimation"] * TIMING.adc_divider + 10_000)
+    assert analog.sample_index == len(samples)
+    _check_raster(order, analog.sample_positions, analog.pixels, samples, increment)
