@@ -198,7 +198,7 @@ def bench_sync_async(env_id: str = COSTLY_ENV_ID,
     return out
 
 
-def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner=closed", repeat: int = 10, *,
+def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner=closed", repeat: int = 30, *,
                  particles: int = 8, workers: int = 2, threads: int = 1,
                  surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
                  lengths: tuple[int, int] = (2, 16), seed: int = 0,
@@ -209,7 +209,9 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner
         url: the twin (any backend URL) the environment runs on; by default the 0.5 um film on a
             64 x 64 grid that agents train on (the default window is 0.4 um of 32 x 32 points;
             the 2 um film of ``twin://?seed=7`` costs 0.8 s per fresh sample, i.e. per rollout).
-        repeat: SVPG iterations per mode (budget ``repeat * sum(episode lengths)`` steps).
+        repeat: SVPG iterations per mode (budget ``repeat * sum(episode lengths)`` steps). With
+            10 the asynchronous/synchronous ratio varied by 15 % between runs on this machine,
+            with 30 by 3 % (the benchmark then takes about a minute).
         particles: SVPG particles.
         workers: LocalCluster worker processes; ``threads`` threads each.
         surrogate: a surrogate model file; ``None`` fits one here from the twin's transitions.
