@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from control.contract import Backend, InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, InvalidArgumentError, UrlError
 from control.limits import SafetyLimits, shown
+from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult, check_band, check_beps
 from control.urls import split
 
 GROUP = "pfmtwin.backends"
@@ -109,6 +110,8 @@ class Guarded:
         except Exception:
             backend.close()
             raise
+        self._hardware = info.hardware
+        self._name = info.backend
         self._backend = backend
         self._closed = False
 
@@ -153,6 +156,32 @@ class Guarded:
         """Move to (x, y), m, and apply a bias pulse of ``amplitude`` V for ``width`` s."""
         backend = self._live()
         return backend.apply_pulse(*self._limits.check_pulse_at(x, y, amplitude, width))
+
+    def band_excitation(self, x: float, y: float, band: Band | None = None) -> BEResult:
+        """Move to (x, y), m, and read the cantilever's response to a band of drive frequencies.
+
+        ``band``: a :class:`control.spectroscopy.Band` (center, width, drive amplitude, duration,
+        bins); default ``Band()``, 64 bins over 60 kHz around the contact resonance, 4 ms.
+        """
+        backend = self._live()
+        xf, yf = self._limits.check_position(x, y, what="band excitation point")
+        band = check_band(Band() if band is None else band, self._limits, self._hardware)
+        return self._waveform(backend, "band_excitation", "band excitation")(xf, yf, band)
+
+    def beps(self, spec: BEPSSpec) -> BEPSResult:
+        """Switching spectroscopy (:class:`control.spectroscopy.BEPSSpec`): a DC bias waveform with
+        a band-excitation read-out, DC on and off, at each step, at each point. The DC steps
+        write the sample as pulses of their bias and length do, and what they wrote stays."""
+        backend = self._live()
+        spec = check_beps(spec, self._limits, self._hardware)
+        return self._waveform(backend, "beps", "switching spectroscopy (BEPS)")(spec)
+
+    def _waveform(self, backend: Backend, verb: str, what: str):
+        method = getattr(backend, verb, None)
+        if method is None:
+            raise InstrumentError(
+                f"the {self._name!r} backend does not do {what} yet; twin:// does (control.connect('twin://...'))")
+        return method
 
     def now(self) -> float:
         """Instrument time, s."""

@@ -19,6 +19,8 @@ import control
 from control import InstrumentInfo, LineCallback, PulseRecord, SafetyLimits, ScanResult, ScanSpec
 from control.fpga import FpgaTiming
 from control.hardware import DEFAULT_HARDWARE, HardwareSpec
+from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult
+from twin.be import BandExcitation
 from twin.film import Film, FilmParams
 from twin.pfm import PfmParams, PfmSignal
 from twin.scanner import Scanner, ScannerParams
@@ -95,6 +97,7 @@ class TwinMicroscope:
         self.scanner = Scanner(config.scanner, np.random.default_rng(scanner_seed))
         self.noise = np.random.default_rng(noise_seed)
         self.timing = FpgaTiming(config.hardware)
+        self.be = BandExcitation(self.pfm, config.hardware.drive_frequency)
         self._closed = False
 
     # -- the Backend verbs ----------------------------------------------------------------
@@ -141,6 +144,14 @@ class TwinMicroscope:
         """Move to (x, y) and emit a bias pulse; return what the FPGA emitted."""
         return self._run(self._pulse(x, y, amplitude, width))
 
+    def band_excitation(self, x: float, y: float, band: Band) -> BEResult:
+        """Move to (x, y) and read the response to the band (``control.spectroscopy``)."""
+        return self._run(self._band(x, y, band))
+
+    def beps(self, spec: BEPSSpec) -> BEPSResult:
+        """Switching spectroscopy at each point: the DC steps write the film as pulses do."""
+        return self._run(self._beps(spec))
+
     # -- instrument faults (for the emulator's fault injection) -------------------------------
 
     def blunt_tip(self, factor: float = 2.0) -> None:
@@ -172,6 +183,16 @@ class TwinMicroscope:
     def _film(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Film coordinates (m) of actual tip positions (m)."""
         return x - self.config.origin[0], y - self.config.origin[1]
+
+    def _parked(self, x: float, y: float, t: float) -> tuple[float, float]:
+        """Film coordinates (m) of the tip parked at commanded (x, y) at time ``t``.
+
+        The tip sits where the scanner DACs put it (the commanded position to the nearest code),
+        displaced as the parked scanner is then (hysteresis, creep, drift).
+        """
+        dx, dy = np.subtract(self.scanner.position(t), self.scanner.commanded)
+        ax, ay = self._film(float(self.timing.quantize(x)) + dx, float(self.timing.quantize(y)) + dy)
+        return float(ax), float(ay)
 
     def _scan(self, spec: ScanSpec, on_line: LineCallback | None = None,
               positions: tuple[np.ndarray, np.ndarray] | None = None) -> Generator:
@@ -230,6 +251,36 @@ class TwinMicroscope:
             for _ in range(lines):
                 yield self.env.timeout(per_line)
 
+    def _band(self, x: float, y: float, band: Band) -> Generator:
+        yield from self._move(x, y, self.config.hardware.tip_speed_max)
+        start = float(self.env.now)
+        response = self.be.spectrum(*self._parked(x, y, start), band, 0.0, self.noise)
+        yield self.env.timeout(band.duration)
+        return BEResult(x=float(x), y=float(y), band=band, frequencies=band.frequencies(), response=response,
+                        start=start)
+
+    def _beps(self, spec: BEPSSpec) -> Generator:
+        band = spec.band
+        cycles = self.timing.pulse_cycles(spec.step)  # refused before anything moves
+        step = self.timing.seconds(cycles)
+        response = np.empty((len(spec.points), len(spec.dc), 2, band.bins), dtype=complex)
+        times = np.empty((len(spec.points), len(spec.dc)))
+        codes = [self.timing.bias_code(v) for v in spec.dc]
+        for i, (x, y) in enumerate(spec.points):
+            yield from self._move(x, y, self.config.hardware.tip_speed_max)
+            for k, code in enumerate(codes):
+                times[i, k] = self.env.now
+                bias = self.timing.bias(code)
+                if code != 0:  # the step writes as a pulse of its bias and length would
+                    self.film.pulse(*self._parked(x, y, float(self.env.now)), bias, step)
+                yield self.env.timeout(step)
+                # Read with the DC still on at the end of the step, then with it off.
+                response[i, k, 0] = self.be.spectrum(*self._parked(x, y, float(self.env.now)), band, bias, self.noise)
+                yield self.env.timeout(band.duration)
+                response[i, k, 1] = self.be.spectrum(*self._parked(x, y, float(self.env.now)), band, 0.0, self.noise)
+                yield self.env.timeout(band.duration)
+        return BEPSResult(spec=spec, frequencies=band.frequencies(), response=response, times=times)
+
     def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:
         cycles = self.timing.pulse_cycles(width)  # refused before anything moves
         yield from self._move(x, y, self.config.hardware.tip_speed_max)
@@ -252,10 +303,7 @@ class TwinMicroscope:
         emitted = self.timing.bias(code)
         yield self.env.timeout(self.timing.pulse_latency)
         start = float(self.env.now)
-        # The tip sits where the scanner DACs put it (the commanded position to the nearest code),
-        # displaced as the parked scanner is then (hysteresis, creep, drift).
-        dx, dy = np.subtract(self.scanner.position(start), self.scanner.commanded)
-        ax, ay = self._film(float(self.timing.quantize(x)) + dx, float(self.timing.quantize(y)) + dy)
+        ax, ay = self._parked(x, y, start)
         self.film.pulse(float(ax), float(ay), emitted, emitted_width)
         yield self.env.timeout(emitted_width)
         return PulseRecord(

@@ -83,6 +83,16 @@ class PfmParams:
         height_correlation: topography correlation length, m.
         height_noise: height white noise, m.
         height_line_offset: rms of per-line height offsets, m.
+        contact_potential: tip-sample contact potential difference, V. The electrostatic
+            background is proportional to the DC bias minus it (the capacitive force goes as
+            (V_dc - V_cpd) V_ac), so ``background`` is its value at 0 V DC and it grows with
+            the DC bias of a field-on BEPS read-out.
+        contact_sensitivity: d ln(f0) / d ln(k*) of the contact resonance for the contact
+            stiffness k* (0.5 for a soft contact, smaller for the stiff contact of a PFM tip).
+            A Hertzian contact's k* grows as the tip radius to the 1/3, so a tip of radius R
+            moves the resonance by (R / reference_radius)^(contact_sensitivity / 3).
+        reference_radius: tip radius at which the mean contact resonance is the drive
+            frequency / (1 + detuning), m.
     """
 
     d33: float = 76e-12
@@ -114,6 +124,9 @@ class PfmParams:
     height_correlation: float = 60e-9
     height_noise: float = 50e-12
     height_line_offset: float = 0.3e-9
+    contact_potential: float = -2.0
+    contact_sensitivity: float = 0.12
+    reference_radius: float = 25e-9
 
 
 class PfmSignal:
@@ -144,6 +157,7 @@ class PfmSignal:
         self._transfer = self.cantilever()
         self._cache: tuple[object, int, np.ndarray] | None = None
         self._fixed_cache: tuple[object, tuple[np.ndarray | None, complex]] | None = None
+        self._piezo: tuple[object, int, np.ndarray, complex] | None = None
 
     def cantilever(self) -> np.ndarray:
         """Complex transfer of the cantilever in contact on the film grid, 1 at the mean resonance.
@@ -168,17 +182,31 @@ class PfmSignal:
         the cantilever, at the phase of an up domain (0); gain, offsets, noise and the phase
         offset are added by :meth:`acquire`.
         """
+        key = (self.film.params.tip, self.film.version)
+        if self._cache is None or self._cache[:2] != key:
+            piezo, background = self.piezo()
+            self._cache = (*key, self._transfer * self.params.drive * (piezo + background))
+        return self._cache[2]
+
+    def piezo(self) -> tuple[np.ndarray, complex]:
+        """(piezoresponse, electrostatic background) on the film grid per unit of ``drive``, m (cached).
+
+        The piezoresponse is d33(r) u(r) averaged over the tip's footprint plus the a-domains'
+        crosstalk, at the phase of an up domain; the background is that of the contact
+        potential at zero DC bias (``background`` of d33 at ``background_phase``). Band
+        excitation scales the first by its drive and the second by its drive and DC bias.
+        """
         f = self.film
         key = (f.params.tip, f.version)
-        if self._cache is None or self._cache[:2] != key:
+        if self._piezo is None or self._piezo[:2] != key:
             kernel = f.params.tip.footprint_hat(f.u.shape, f.params.spacing, f.params.thickness)
             local = self.d33 * f.u
             smoothed = scipy.fft.irfft2(scipy.fft.rfft2(local) * kernel, s=local.shape)
             lateral, background = self._fixed(kernel)
             if lateral is not None:
                 smoothed = smoothed + lateral
-            self._cache = (*key, self._transfer * self.params.drive * (smoothed + background))
-        return self._cache[2]
+            self._piezo = (*key, smoothed, background)
+        return self._piezo[2], self._piezo[3]
 
     def _fixed(self, kernel: np.ndarray) -> tuple[np.ndarray | None, complex]:
         """The terms of :meth:`response` that pulses do not change: (crosstalk or None, background), cached per tip."""
