@@ -142,7 +142,10 @@ def fit_sho(frequencies, response, *, iterations: int = 30) -> SHOFit:
         step = np.linalg.solve(jtj + (damping[:, None] * (diag + 1e-12))[..., None] * np.eye(4),
                                grad[..., None])[..., 0]
         trial = p + step
-        trial[:, 2:] = np.maximum(trial[:, 2:], 1e-6)  # f0 and Q stay positive
+        # f0 stays within a band's width of the band, Q within [1, 1e5]: beyond them a spectrum
+        # without a resonance (noise alone) would wander off to ever larger A (BGlib bounds alike).
+        trial[:, 2] = np.clip(trial[:, 2], x[0] - (x[-1] - x[0]), x[-1] + (x[-1] - x[0]))
+        trial[:, 3] = np.clip(trial[:, 3], 1.0, 1e5)
         new_model, new_jac = _model_and_jacobian(x, trial)
         new_cost = np.sum(np.abs(y - new_model) ** 2, axis=1)
         better = np.isfinite(new_cost) & (new_cost < cost)
@@ -167,8 +170,9 @@ def fit_sho(frequencies, response, *, iterations: int = 30) -> SHOFit:
     cr, ci, f0, q = p.T
     amp = np.hypot(cr, ci)
     safe = np.where(amp > 0, amp, 1.0)
-    amp_var = (cr**2 * var[:, 0] + ci**2 * var[:, 1] + 2 * cr * ci * cov[:, 0, 1]) / safe**2
-    phase_var = (ci**2 * var[:, 0] + cr**2 * var[:, 1] - 2 * cr * ci * cov[:, 0, 1]) / safe**4
+    # Propagated to A = |c| and phi = arg c; round-off can leave a tiny negative variance.
+    amp_var = np.clip((cr**2 * var[:, 0] + ci**2 * var[:, 1] + 2 * cr * ci * cov[:, 0, 1]) / safe**2, 0.0, None)
+    phase_var = np.clip((ci**2 * var[:, 0] + cr**2 * var[:, 1] - 2 * cr * ci * cov[:, 0, 1]) / safe**4, 0.0, None)
     total = np.sum(np.abs(y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
     r2 = 1.0 - cost / np.where(total > 0, total, 1.0)
 

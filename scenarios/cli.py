@@ -67,6 +67,17 @@ def _realism(args) -> int:
                rule=args.rule, alpha=args.alpha)
 
 
+def _beps(args) -> int:
+    from control.spectroscopy import Band
+    from scenarios.beps import run
+
+    summary = run(args.url, Path(args.out), real=args.real, pixels=tuple(args.pixels), size=tuple(args.size),
+                  center=tuple(args.center) if args.center else None, step=args.step,
+                  band=Band(center=args.band_center, width=args.band_width, bins=args.bins, duration=args.duration))
+    print(json.dumps({k: summary[k] for k in ("twin", "comparison") if k in summary}, indent=2))
+    return 0
+
+
 def _probe(args) -> int:
     from scenarios.probe import main as probe
 
@@ -172,6 +183,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rescan-every", type=int, default=5)
     s.add_argument("--seed", type=int, default=1, help="seed of the pulse sites, voltages and widths")
     s.set_defaults(func=_demo)
+
+    s = sub.add_parser("beps", help="a BEPS grid through the contract: SHO fits, loops, NSID file; against real loops",
+                       description="Switching spectroscopy on a grid of points of any backend that does it "
+                                   "(twin://). Writes beps.h5 (NSID), beps.json and beps.png to --out; with --real, "
+                                   "uses that file's bias waveform and compares the loops with its loops.")
+    s.add_argument("url", help="backend URL, e.g. 'twin://?seed=1&grid=256&field=2e-6'")
+    s.add_argument("--out", default="out/beps", metavar="DIR", help="output folder")
+    s.add_argument("--real", default=None, metavar="FILE", help="measured BEPS loops (NSID), e.g. "
+                   "tests/data/pfm-real/BEPS_PTO_50x50.h5")
+    s.add_argument("--pixels", type=int, nargs=2, default=[8, 8], metavar=("NX", "NY"), help="grid points")
+    s.add_argument("--size", type=float, nargs=2, default=[0.8e-6, 0.8e-6], metavar=("W", "H"), help="grid size, m")
+    s.add_argument("--center", type=float, nargs=2, default=None, metavar=("X", "Y"),
+                   help="grid center, m (default: the scanner range's)")
+    s.add_argument("--step", type=float, default=1e-3, help="length of each DC step, s")
+    s.add_argument("--band-center", type=float, default=357e3, help="band center, Hz")
+    s.add_argument("--band-width", type=float, default=60e3, help="band width, Hz")
+    s.add_argument("--bins", type=int, default=32, help="frequency bins per read-out")
+    s.add_argument("--duration", type=float, default=2e-3, help="read-out length, s")
+    s.set_defaults(func=_beps)
 
     s = sub.add_parser("realism", help="compare a backend's image statistics with real NSID scans; exit 1 if flagged",
                        description="Scan, on each backend, an image like each real scan (size, pixels, line rate) "
