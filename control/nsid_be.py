@@ -161,7 +161,7 @@ class Loops:
 
 def read_beps(path: str | PathLike) -> Loops:
     """Loops from an NSID file: a (X, Y, bias) dataset of real loops (a measured data set such as
-    tests/data/pfm-real/BEPS_PTO_50x50.h5), or the off-field SHO fit of a :func:`write_beps` file
+    tests/data/pfm-beps/BEPS_PTO_50x50.h5), or the off-field SHO fit of a :func:`write_beps` file
     (projected on the phase axis, as :func:`control.sho.projected_loops` does).
 
     Raises:

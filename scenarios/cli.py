@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("url", help="backend URL, e.g. 'twin://?seed=1&grid=256&field=2e-6'")
     s.add_argument("--out", default="out/beps", metavar="DIR", help="output folder")
     s.add_argument("--real", default=None, metavar="FILE", help="measured BEPS loops (NSID), e.g. "
-                   "tests/data/pfm-real/BEPS_PTO_50x50.h5")
+                   "tests/data/pfm-beps/BEPS_PTO_50x50.h5")
     s.add_argument("--pixels", type=int, nargs=2, default=[8, 8], metavar=("NX", "NY"), help="grid points")
     s.add_argument("--size", type=float, nargs=2, default=[0.8e-6, 0.8e-6], metavar=("W", "H"), help="grid size, m")
     s.add_argument("--center", type=float, nargs=2, default=None, metavar=("X", "Y"),

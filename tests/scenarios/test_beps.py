@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     import SciFiReaders
 import sidpy
 
-REAL = ROOT / "tests" / "data" / "pfm-real" / "BEPS_PTO_50x50.h5"
+REAL = ROOT / "tests" / "data" / "pfm-beps" / "BEPS_PTO_50x50.h5"
 TWIN = "twin://?seed=11&init=up&grid=128&field=1e-6&texture=0&drift=0&scanner=closed"
 
 

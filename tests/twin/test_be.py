@@ -1,4 +1,4 @@
-"""Band excitation and BEPS on the twin, through ``control.connect`` (docs/physics.md, section 10).
+"""Band excitation and BEPS on the twin, through ``control.connect`` (docs/physics.md, section 15).
 
 Targets: the SHO fit recovers the twin's contact resonance and Q within 1 % on noiseless data
 (here to 1e-6: the twin's cantilever is an exact SHO); the resonance follows the tip (a blunter
