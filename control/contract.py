@@ -16,7 +16,7 @@ from control.errors import InvalidArgumentError
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits, integer, pair, real, shown
 
-PROTOCOL_VERSION = "1.1"  # = control.wire.PROTOCOL_MAJOR.PROTOCOL_MINOR (tests/control/test_wire.py)
+PROTOCOL_VERSION = "1.2"  # = control.wire.PROTOCOL_MAJOR.PROTOCOL_MINOR (tests/control/test_wire.py)
 CHANNELS = ("height", "amplitude", "phase")
 
 

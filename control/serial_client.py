@@ -30,6 +30,7 @@ from control.contract import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, LimitError, TransportError
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits
+from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult
 from control.wire import Cmd, Nak
 
 #: Schemes pyserial opens: its ``serial.urlhandler.protocol_<scheme>`` modules.
@@ -248,16 +249,16 @@ class SerialClient:
                             raise InstrumentError(f"{self.url}: {message}")
                     self.stats["stale"] += 1
                     continue
-                if item.cmd == Cmd.LINE:
-                    index, t, channels = wire.unpack_line(item.payload)
+                if item.cmd in (Cmd.LINE, Cmd.SPECTRUM):  # streamed parts of the answer, once each
+                    index, t, data = (wire.unpack_line if item.cmd == Cmd.LINE else wire.unpack_spectrum)(item.payload)
                     if index not in got:
                         got.add(index)
                         if on_line is not None:
-                            on_line(index, t, channels)
+                            on_line(index, t, data)
                     clock = _Deadline(between)
                 elif item.cmd == Cmd.ACK:
                     if len(got) < lines:
-                        return None, f"{lines - len(got)} scan lines lost"  # the resend replays them
+                        return None, f"{lines - len(got)} streamed frames (scan lines, spectra) lost"  # the resend replays them
                     return item.payload, ""
                 elif item.cmd == Cmd.NAK:
                     code, _, message = wire.unpack_nak(item.payload)
@@ -316,6 +317,32 @@ class SerialClient:
                        line_period=per_line)
         x, y = spec.positions()
         return ScanResult(spec=spec, channels=channels, x=x, y=y, line_times=line_times)
+
+    def band_excitation(self, x: float, y: float, band: Band) -> BEResult:
+        """A band-excitation read-out at (x, y) (arguments already validated)."""
+        duration = self._travel(x, y, self._info.hardware.tip_speed_max) + band.duration
+        return wire.unpack_be_answer(self._exchange(Cmd.BE, wire.pack_be(x, y, band), duration=duration), band)
+
+    def beps(self, spec: BEPSSpec) -> BEPSResult:
+        """Switching spectroscopy; spectra stream in per step. A grid larger than one request
+        carries goes as several commands, each executed once."""
+        steps, band = len(spec.dc), spec.band
+        response = np.zeros((len(spec.points), steps, 2, band.bins), dtype=complex)
+        times = np.zeros((len(spec.points), steps))
+        per_step = spec.step + 2 * band.duration
+        chunk = wire.beps_points_per_command(steps)
+        for first in range(0, len(spec.points), chunk):
+            part = BEPSSpec(points=spec.points[first:first + chunk], dc=spec.dc, step=spec.step, band=band)
+
+            def store(index: int, t: float, data: np.ndarray, first: int = first) -> None:
+                point, step = divmod(index, steps)
+                response[first + point, step] = data
+                times[first + point, step] = t
+
+            approach = self._travel(0, 0, self._info.hardware.tip_speed_max)
+            self._exchange(Cmd.BEPS, wire.pack_beps(part), duration=approach + per_step, on_line=store,
+                           lines=len(part.points) * steps, line_period=per_step + approach)
+        return BEPSResult(spec=spec, frequencies=band.frequencies(), response=response, times=times)
 
     def close(self) -> None:
         """Say goodbye (best effort) and close the port."""

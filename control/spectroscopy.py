@@ -23,7 +23,7 @@ from control.hardware import HardwareSpec
 from control.limits import SafetyLimits, integer, pair, real, shown
 
 #: Most frequency bins of one read-out, and most DC steps and points of one BEPS measurement.
-MAX_BINS = 4096
+MAX_BINS = 1024
 MAX_STEPS = 1024
 MAX_POINTS = 65536
 #: Shortest and longest read-out, s.

@@ -24,9 +24,10 @@ import numpy as np
 
 from control.contract import PulseRecord, ScanSpec
 from control.errors import PfmTwinError
+from control.spectroscopy import Band, BEPSSpec, BEResult
 
 SYNC = 0xA5
-PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 1
+PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 2
 _HEADER = struct.Struct("<BHHB")
 HEADER_SIZE = _HEADER.size + 1  # + HCRC
 TRAILER_SIZE = 2
@@ -43,11 +44,14 @@ class Cmd(IntEnum):
     SCAN = 0x04
     PULSE = 0x05
     BYE = 0x06
+    BE = 0x07
+    BEPS = 0x08
     READ_REG = 0x10
     WRITE_REG = 0x11
     ACK = 0x40
     LINE = 0x41
     NAK = 0x42
+    SPECTRUM = 0x43
 
 
 class Nak(IntEnum):
@@ -225,6 +229,12 @@ _LINE = struct.Struct("<HdBH")
 _SCAN_DONE = struct.Struct("<Hd")
 _NAK = struct.Struct("<BB")
 _REG = struct.Struct("<BI")
+_BAND = struct.Struct("<ddddH")           # center, width (Hz), drive amplitude (V), duration (s), bins
+_BE = struct.Struct("<dd" + _BAND.format[1:])
+_BE_ANSWER = struct.Struct("<dddH")       # x, y, start, bins; then bins x complex (d re, d im)
+_BEPS = struct.Struct("<d" + _BAND.format[1:] + "HI")  # step, band, steps, points; then dc, points
+_SPECTRUM = struct.Struct("<IHHdH")       # point, step, steps, time, bins; then 2 x bins complex
+_BEPS_DONE = struct.Struct("<IHd")        # points, steps, instrument time at the end
 PATHS = ("raster", "spiral")
 #: Channel ids on the wire (index in this tuple).
 CHANNEL_IDS = ("height", "amplitude", "phase", "height_retrace", "amplitude_retrace", "phase_retrace")
@@ -380,3 +390,105 @@ def pack_register(address: int, value: int = 0) -> bytes:
 def unpack_register(payload: bytes) -> tuple[int, int]:
     """(address, value) of a register request."""
     return _unpack(_REG, payload, "register")
+
+
+# -- band excitation (protocol 1.2) --------------------------------------------------------------
+
+
+def _complex(payload: bytes, offset: int, count: int, what: str) -> np.ndarray:
+    if len(payload) != offset + 16 * count:
+        raise WireError(f"{what} payload is {len(payload)} bytes; {count} complex values need {offset + 16 * count}")
+    return np.frombuffer(payload, dtype="<f8", count=2 * count, offset=offset).astype(np.float64).view(np.complex128)
+
+
+def _band(values) -> Band:
+    try:
+        center, width, amplitude, duration, bins = values
+        return Band(center=center, width=width, amplitude=amplitude, duration=duration, bins=bins)
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"band is invalid: {exc}") from None
+
+
+def pack_be(x: float, y: float, band: Band) -> bytes:
+    """BE request: the point and the band."""
+    return _BE.pack(x, y, band.center, band.width, band.amplitude, band.duration, band.bins)
+
+
+def unpack_be(payload: bytes) -> tuple[float, float, Band]:
+    """(x, y, band) of a BE request (the band's values checked by Band itself)."""
+    x, y, *band = _unpack(_BE, payload, "BE")
+    return x, y, _band(band)
+
+
+def pack_be_answer(result: BEResult) -> bytes:
+    """BE answer: where, when, and the complex response per bin."""
+    response = np.ascontiguousarray(result.response, dtype=np.complex128)
+    return _BE_ANSWER.pack(result.x, result.y, result.start, len(response)) + response.astype("<c16").tobytes()
+
+
+def unpack_be_answer(payload: bytes, band: Band) -> BEResult:
+    """The BEResult of a BE answer to a request for ``band``."""
+    if len(payload) < _BE_ANSWER.size:
+        raise WireError(f"BE answer is {len(payload)} bytes; shorter than its {_BE_ANSWER.size}-byte header")
+    x, y, start, bins = _BE_ANSWER.unpack_from(payload)
+    if bins != band.bins:
+        raise WireError(f"BE answer has {bins} bins; {band.bins} were asked for")
+    return BEResult(x=x, y=y, band=band, frequencies=band.frequencies(),
+                    response=_complex(payload, _BE_ANSWER.size, bins, "BE answer"), start=start)
+
+
+def beps_points_per_command(steps: int) -> int:
+    """Most BEPS points one request carries with ``steps`` DC steps (the payload limit)."""
+    return (MAX_PAYLOAD - _BEPS.size - 8 * steps) // 16
+
+
+def pack_beps(spec: BEPSSpec) -> bytes:
+    """BEPS request: step, band, the DC of each step, the points."""
+    b = spec.band
+    if len(spec.points) > beps_points_per_command(len(spec.dc)):
+        raise WireError(f"{len(spec.points)} BEPS points do not fit one request (at most "
+                        f"{beps_points_per_command(len(spec.dc))} with {len(spec.dc)} steps); split them")
+    head = _BEPS.pack(spec.step, b.center, b.width, b.amplitude, b.duration, b.bins, len(spec.dc), len(spec.points))
+    return head + np.asarray(spec.dc, dtype="<f8").tobytes() + np.asarray(spec.points, dtype="<f8").tobytes()
+
+
+def unpack_beps(payload: bytes) -> BEPSSpec:
+    """The BEPSSpec of a BEPS request."""
+    if len(payload) < _BEPS.size:
+        raise WireError(f"BEPS payload is {len(payload)} bytes; shorter than its {_BEPS.size}-byte header")
+    step, *band, steps, points = _BEPS.unpack_from(payload)
+    if len(payload) != _BEPS.size + 8 * steps + 16 * points:
+        raise WireError(f"BEPS payload is {len(payload)} bytes; {steps} steps and {points} points need "
+                        f"{_BEPS.size + 8 * steps + 16 * points}")
+    dc = np.frombuffer(payload, dtype="<f8", count=steps, offset=_BEPS.size)
+    xy = np.frombuffer(payload, dtype="<f8", count=2 * points, offset=_BEPS.size + 8 * steps).reshape(points, 2)
+    try:
+        return BEPSSpec(points=tuple(map(tuple, xy.tolist())), dc=tuple(dc.tolist()), step=step, band=_band(band))
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"BEPS spec is invalid: {exc}") from None
+
+
+def pack_spectrum(point: int, step: int, steps: int, time: float, response: np.ndarray) -> bytes:
+    """SPECTRUM frame of a BEPS measurement: one step at one point, DC on then off, complex per bin."""
+    response = np.ascontiguousarray(response, dtype=np.complex128)
+    return _SPECTRUM.pack(point, step, steps, time, response.shape[-1]) + response.astype("<c16").tobytes()
+
+
+def unpack_spectrum(payload: bytes) -> tuple[int, float, np.ndarray]:
+    """(index = point x steps + step, step start time, response (2, bins)) of a SPECTRUM frame."""
+    if len(payload) < _SPECTRUM.size:
+        raise WireError(f"SPECTRUM payload is {len(payload)} bytes; shorter than its {_SPECTRUM.size}-byte header")
+    point, step, steps, time, bins = _SPECTRUM.unpack_from(payload)
+    if step >= steps:
+        raise WireError(f"SPECTRUM step {step} of {steps} steps")
+    return point * steps + step, time, _complex(payload, _SPECTRUM.size, 2 * bins, "SPECTRUM").reshape(2, bins)
+
+
+def pack_beps_done(points: int, steps: int, end: float) -> bytes:
+    """BEPS answer after the last SPECTRUM: points, steps, instrument time at the end."""
+    return _BEPS_DONE.pack(points, steps, end)
+
+
+def unpack_beps_done(payload: bytes) -> tuple[int, int, float]:
+    """(points, steps, end time) of a BEPS answer."""
+    return _unpack(_BEPS_DONE, payload, "BEPS answer")

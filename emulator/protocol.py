@@ -26,6 +26,7 @@ import simpy
 from control import InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec, wire
 from control.errors import InvalidArgumentError, LimitError
 from control.limits import SafetyLimits
+from control.spectroscopy import check_band, check_beps
 from control.wire import Cmd, Nak
 from emulator import clock
 from emulator.clock import ScaledRealtime, Stopped
@@ -111,7 +112,8 @@ class Emulator:
         self.speed = speed
         self.env = simpy.Environment() if speed is None else ScaledRealtime(factor=1.0 / speed, strict=False)
         self.twin: ServedInstrument = instrument if instrument is not None else open_twin(twin_url, env=self.env)
-        self.limits = SafetyLimits.from_hardware(self.twin.info().hardware)
+        self.hardware = self.twin.info().hardware
+        self.limits = SafetyLimits.from_hardware(self.hardware)
         self.faults = FaultInjector(faults or FaultPlan())
         self.url = url
         self.backend = backend
@@ -309,7 +311,11 @@ class Emulator:
                 address, _ = wire.unpack_register(frame.payload)
                 send(wire.encode(Cmd.ACK, seq, self.twin.read_register(address).to_bytes(4, "little")))
                 return
-            if cmd not in (Cmd.MOVE, Cmd.SCAN, Cmd.PULSE):
+            if cmd in (Cmd.BE, Cmd.BEPS) and not hasattr(self.twin, "band_excitation"):
+                send(wire.encode(Cmd.NAK, seq, wire.pack_nak(
+                    Nak.UNKNOWN_COMMAND, cmd, f"this {self.backend} does not do band excitation or BEPS yet")))
+                return
+            if cmd not in (Cmd.MOVE, Cmd.SCAN, Cmd.PULSE, Cmd.BE, Cmd.BEPS):
                 send(wire.encode(Cmd.NAK, seq, wire.pack_nak(Nak.UNKNOWN_COMMAND, cmd, f"command 0x{cmd:02x} is not known")))
                 return
             if cmd == Cmd.MOVE:
@@ -320,6 +326,20 @@ class Emulator:
                 record = self.twin.apply_pulse(*self.limits.check_pulse_at(*wire.unpack_pulse(frame.payload)))
                 self.executed += 1
                 send(wire.encode(Cmd.ACK, seq, wire.pack_record(record)))
+            elif cmd == Cmd.BE:
+                x, y, band = wire.unpack_be(frame.payload)
+                x, y = self.limits.check_position(x, y, what="band excitation point")
+                check_band(band, self.limits, self.hardware)
+                result = self.twin.band_excitation(x, y, band)
+                self.executed += 1
+                send(wire.encode(Cmd.ACK, seq, wire.pack_be_answer(result)))
+            elif cmd == Cmd.BEPS:
+                spec = check_beps(wire.unpack_beps(frame.payload), self.limits, self.hardware)
+                steps = len(spec.dc)
+                self.twin.beps(spec, on_step=lambda i, k, t, r: send(
+                    wire.encode(Cmd.SPECTRUM, seq, wire.pack_spectrum(i, k, steps, t, r))))
+                self.executed += 1
+                send(wire.encode(Cmd.ACK, seq, wire.pack_beps_done(len(spec.points), steps, self.twin.now())))
             else:
                 spec = wire.unpack_scan(frame.payload)
                 self.limits.check_scan(spec)

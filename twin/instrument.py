@@ -9,7 +9,7 @@ seed and the same sequence of commands give the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -148,9 +148,13 @@ class TwinMicroscope:
         """Move to (x, y) and read the response to the band (``control.spectroscopy``)."""
         return self._run(self._band(x, y, band))
 
-    def beps(self, spec: BEPSSpec) -> BEPSResult:
-        """Switching spectroscopy at each point: the DC steps write the film as pulses do."""
-        return self._run(self._beps(spec))
+    def beps(self, spec: BEPSSpec, on_step: Callable[[int, int, float, np.ndarray], None] | None = None) -> BEPSResult:
+        """Switching spectroscopy at each point: the DC steps write the film as pulses do.
+
+        ``on_step(point, step, start, response)`` is called as each step's read-outs are done
+        (``response``: (2, bins), DC on and off); the emulator streams them.
+        """
+        return self._run(self._beps(spec, on_step))
 
     # -- instrument faults (for the emulator's fault injection) -------------------------------
 
@@ -259,7 +263,7 @@ class TwinMicroscope:
         return BEResult(x=float(x), y=float(y), band=band, frequencies=band.frequencies(), response=response,
                         start=start)
 
-    def _beps(self, spec: BEPSSpec) -> Generator:
+    def _beps(self, spec: BEPSSpec, on_step=None) -> Generator:
         band = spec.band
         cycles = self.timing.pulse_cycles(spec.step)  # refused before anything moves
         step = self.timing.seconds(cycles)
@@ -279,6 +283,8 @@ class TwinMicroscope:
                 yield self.env.timeout(band.duration)
                 response[i, k, 1] = self.be.spectrum(*self._parked(x, y, float(self.env.now)), band, 0.0, self.noise)
                 yield self.env.timeout(band.duration)
+                if on_step is not None:
+                    on_step(i, k, float(times[i, k]), response[i, k])
         return BEPSResult(spec=spec, frequencies=band.frequencies(), response=response, times=times)
 
     def _pulse(self, x: float, y: float, amplitude: float, width: float) -> Generator:

@@ -159,3 +159,28 @@ def test_lines_are_handed_over_as_they_arrive(new_url):
     for i, _, channels in seen:
         for name, row in channels.items():
             assert row.tobytes() == result.channels[name][i].tobytes()
+
+
+def test_band_excitation_and_beps_work_where_served_and_say_so_where_not(new_url):
+    """The waveform verbs: the same shapes and refusals on every backend that does them; a clear
+    InstrumentError naming the backend on one that does not (the surrogate models walls only)."""
+    from control.spectroscopy import Band, BEPSSpec
+
+    url = new_url()
+    band = Band(bins=8, duration=1e-3)
+    spec = BEPSSpec(points=((0.25e-6, 0.25e-6),), dc=(2.0, -2.0), step=1e-3, band=band)
+    with control.connect(url) as scope:
+        with pytest.raises(LimitError, match="bias limit"):  # refused before the backend, everywhere
+            scope.band_excitation(0.25e-6, 0.25e-6, Band(amplitude=10.5))
+        if url.startswith("surrogate://"):
+            with pytest.raises(control.InstrumentError, match="'surrogate' backend does not do band excitation yet"):
+                scope.band_excitation(0.25e-6, 0.25e-6, band)
+            with pytest.raises(control.InstrumentError, match="does not do switching spectroscopy"):
+                scope.beps(spec)
+            return
+        t0 = scope.now()
+        be = scope.band_excitation(0.25e-6, 0.25e-6, band)
+        assert be.response.shape == (8,) and np.iscomplexobj(be.response) and be.start >= t0
+        result = scope.beps(spec)
+        assert result.response.shape == (1, 2, 2, 8) and np.all(np.abs(result.response) > 0)
+        assert scope.now() - t0 >= band.duration + spec.duration

@@ -17,7 +17,6 @@ import pytest
 
 import control
 from control.analysis import domains
-from control.served import Served
 from control.sho import fit_sho, loop_metrics, projected_loops
 from control.spectroscopy import Band, BEPSSpec, triangle
 
@@ -144,10 +143,3 @@ def test_the_guard_refuses_before_the_instrument_moves(call, says):
 def test_a_band_that_makes_no_sense_is_refused_where_it_is_made(kwargs, says):
     with pytest.raises(control.InvalidArgumentError, match=says):
         Band(**kwargs)
-
-
-def test_a_backend_without_the_verbs_says_so():
-    with Served("emulate", "--listen", "socket://127.0.0.1:0", "--speed", "max", "--twin", "seed=3&grid=64&field=5e-7") as emu:
-        with control.connect(emu.url) as scope:
-            with pytest.raises(control.InstrumentError, match="does not do band excitation yet; twin:// does"):
-                scope.band_excitation(2.5e-7, 2.5e-7)
