@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from importlib.metadata import entry_points
 
+import numpy as np
+
 from control.contract import Backend, InstrumentInfo, LineCallback, PulseRecord, ScanResult, ScanSpec
 from control.errors import InstrumentError, InvalidArgumentError, UrlError
 from control.limits import SafetyLimits, shown
-from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult, check_band, check_beps
+from control.spectroscopy import Band, BEImage, BEPSResult, BEPSSpec, BEResult, check_band, check_be_image, check_beps
 from control.urls import split
 
 GROUP = "pfmtwin.backends"
@@ -167,6 +169,28 @@ class Guarded:
         xf, yf = self._limits.check_position(x, y, what="band excitation point")
         band = check_band(Band() if band is None else band, self._limits, self._hardware)
         return self._waveform(backend, "band_excitation", "band excitation")(xf, yf, band)
+
+    def be_image(self, spec: ScanSpec, band: Band | None = None, *,
+                 on_line: LineCallback | None = None) -> BEImage:
+        """A band-excitation read-out at every pixel of a raster, line by line (the tip parks at
+        each pixel for the band's duration). ``on_line(index, t, response)`` is called as each
+        line is done, with that line's (points, bins) response. Fit it with
+        ``control.sho.fit_sho(image.frequencies, image.response)`` for amplitude, phase, resonance
+        and Q maps."""
+        backend = self._live()
+        band = check_be_image(spec, Band() if band is None else band, self._limits, self._hardware)
+        read = self._waveform(backend, "band_excitation", "band excitation")
+        xs, ys = spec.positions()
+        ny, nx = spec.shape
+        response = np.empty((ny, nx, band.bins), dtype=complex)
+        times = np.empty((ny, nx))
+        for i in range(ny):
+            for j in range(nx):
+                r = read(float(xs[i, j]), float(ys[i, j]), band)
+                response[i, j], times[i, j] = r.response, r.start
+            if on_line is not None:
+                on_line(i, float(times[i, 0]), response[i])
+        return BEImage(spec=spec, band=band, frequencies=band.frequencies(), response=response, times=times)
 
     def beps(self, spec: BEPSSpec) -> BEPSResult:
         """Switching spectroscopy (:class:`control.spectroscopy.BEPSSpec`): a DC bias waveform with

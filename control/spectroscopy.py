@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from control.contract import ScanSpec
 from control.errors import InvalidArgumentError, LimitError
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits, integer, pair, real, shown
@@ -101,6 +102,25 @@ class BEResult:
     frequencies: np.ndarray
     response: np.ndarray
     start: float
+
+
+@dataclass
+class BEImage:
+    """A band-excitation image: a read-out at every pixel of a raster.
+
+    Attributes:
+        spec: the raster (its ``line_rate`` is not used: each pixel takes the band's duration).
+        band: what was driven.
+        frequencies: bin frequencies, Hz, shape (bins,).
+        response: complex response, m, shape (lines, points, bins).
+        times: instrument time at which each pixel's read-out began, s, shape (lines, points).
+    """
+
+    spec: ScanSpec
+    band: Band
+    frequencies: np.ndarray
+    response: np.ndarray
+    times: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -218,6 +238,28 @@ def check_band(band: object, limits: SafetyLimits, hardware: HardwareSpec, dc: f
         raise LimitError(
             f"the tip would see {band.amplitude!r} V of drive on {abs(dc)!r} V of DC, beyond the bias limit of "
             f"±{limits.bias_max!r} V; lower the drive amplitude or the DC bias")
+    return band
+
+
+def check_be_image(spec: object, band: object, limits: SafetyLimits, hardware: HardwareSpec) -> Band:
+    """A BE image as the guard checks it: a raster inside the scanner range, the band, its time."""
+    if not isinstance(spec, ScanSpec) or spec.path != "raster":
+        raise InvalidArgumentError(f"spec={shown(spec)} must be a control.ScanSpec with path='raster'")
+    plo, phi = limits.pixels_range
+    (cx, cy), (w, h) = spec.center, spec.size
+    for name, c, half, (rlo, rhi) in (("x", cx, w / 2, limits.x_range), ("y", cy, h / 2, limits.y_range)):
+        if c - half < rlo or c + half > rhi:
+            raise LimitError(f"BE image {name} extent [{c - half!r}, {c + half!r}] m leaves the scanner range "
+                             f"[{rlo!r}, {rhi!r}] m; move the center or shrink the size")
+    for n in spec.pixels:
+        if not plo <= n <= phi:
+            raise LimitError(f"pixels {spec.pixels!r} outside [{plo!r}, {phi!r}]; choose pixel counts in that range")
+    band = check_band(band, limits, hardware)
+    seconds = spec.pixels[0] * spec.pixels[1] * band.duration
+    if seconds > limits.duration_max:
+        raise LimitError(f"the image takes {seconds:.1f} s ({spec.pixels[0]} x {spec.pixels[1]} read-outs of "
+                         f"{band.duration!r} s); a command may take at most {limits.duration_max!r} s: "
+                         "use fewer pixels or a shorter read-out")
     return band
 
 

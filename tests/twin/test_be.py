@@ -143,3 +143,34 @@ def test_the_guard_refuses_before_the_instrument_moves(call, says):
 def test_a_band_that_makes_no_sense_is_refused_where_it_is_made(kwargs, says):
     with pytest.raises(control.InvalidArgumentError, match=says):
         Band(**kwargs)
+
+
+def test_a_be_image_shows_the_domains_a_scan_shows():
+    """Walls and domains show in BE images: the fitted phase map has the scan's two states."""
+    url = "twin://?seed=11&init=up&grid=128&field=1e-6&texture=0&drift=0&scanner=closed"
+    spec = control.ScanSpec(center=POINT, size=(0.4e-6, 0.4e-6), pixels=(32, 32), line_rate=1.0)
+    lines = []
+    with control.connect(url) as scope:
+        scope.apply_pulse(*POINT, 8.0, 1e-3)  # a down domain in the up film
+        image = scope.be_image(spec, Band(bins=16, duration=1e-3), on_line=lambda i, t, r: lines.append((i, r.shape)))
+        scan = scope.scan(spec)
+    assert lines == [(i, (32, 16)) for i in range(32)]
+    fit = fit_sho(image.frequencies, image.response)
+    axis = 0.5 * np.angle(np.mean(np.exp(2j * fit.phase)))
+    state = np.sign(np.cos(fit.phase - axis))
+    agree = np.mean(state == domains(scan))
+    assert max(agree, 1 - agree) > 0.95
+    # Both states are there, the written one in the middle.
+    assert 0.05 < np.mean(state == state[16, 16]) < 0.6
+    assert np.all(np.diff(image.times.ravel()) >= 1e-3 - 1e-12)
+
+
+def test_a_be_image_is_refused_whole_before_the_first_pixel():
+    with control.connect(IDEAL) as scope:
+        t0 = scope.now()
+        with pytest.raises(control.LimitError, match="a command may take at most"):
+            scope.be_image(control.ScanSpec(center=POINT, size=(0.4e-6, 0.4e-6), pixels=(1024, 1024)),
+                           Band(duration=1.0))
+        with pytest.raises(control.LimitError, match="leaves the scanner range"):
+            scope.be_image(control.ScanSpec(center=(0.1e-6, 0.5e-6), size=(0.4e-6, 0.4e-6), pixels=(8, 8)))
+        assert scope.now() == t0
