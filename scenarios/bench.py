@@ -134,3 +134,38 @@ def bench_emulator(url: str = "twin://?seed=7", repeat: int = 5) -> dict:
                                       "lines": lines, "line_rate_hz": 1.0, "speed": 1}
     out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     return out
+
+
+def bench_be(url: str = "twin://?seed=1&grid=256&field=2e-6", repeat: int = 3) -> dict:
+    """``pfmtwin bench be``: the SHO fit against the acquisition it has to keep up with.
+
+    Fits the spectra of a BEPS grid measured on ``url`` (3 x 3 points, 64 steps, on and off field,
+    64 bins of 4 ms: 1152 spectra) ``repeat`` times, and the same number of noiseless synthetic
+    spectra; reports spectra per second of the fit, of the twin's acquisition (wall clock), and
+    of a real instrument (one spectrum per read-out duration).
+    """
+    from control.sho import fit_sho, sho
+    from control.spectroscopy import Band, BEPSSpec, triangle
+
+    band = Band(bins=64, duration=4e-3)
+    with control.connect(url) as scope:
+        (xlo, xhi), (ylo, yhi) = scope.limits.x_range, scope.limits.y_range
+        spec = BEPSSpec.grid(((xlo + xhi) / 2, (ylo + yhi) / 2), (0.4e-6, 0.4e-6), (3, 3), triangle(8.5, 64),
+                             step=1e-3, band=band)
+        t0 = time.perf_counter()
+        result = scope.beps(spec)
+        acquire = time.perf_counter() - t0
+    spectra = result.response.size // band.bins
+    noisy = statistics.median(_times(lambda: fit_sho(result.frequencies, result.response), repeat))
+    rng = np.random.default_rng(0)
+    clean = sho(result.frequencies, rng.uniform(1e-12, 5e-11, spectra), rng.uniform(345e3, 369e3, spectra),
+                rng.uniform(40, 250, spectra), rng.uniform(-np.pi, np.pi, spectra))
+    noiseless = statistics.median(_times(lambda: fit_sho(result.frequencies, clean), repeat))
+    return {
+        "benchmark": "be", "url": url, "spectra": spectra, "bins": band.bins,
+        "fit_noisy_spectra_per_s": round(spectra / noisy), "fit_noiseless_spectra_per_s": round(spectra / noiseless),
+        "twin_acquisition_spectra_per_s": round(spectra / acquire),
+        "instrument_spectra_per_s": round(1 / band.duration),
+        "fit_keeps_up_with_the_instrument_by": round(spectra / noisy * band.duration, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }

@@ -120,9 +120,9 @@ def _stress(args) -> int:
 
 
 def _bench(args) -> int:
-    from scenarios.bench import bench_emulator, bench_twin
+    from scenarios.bench import bench_be, bench_emulator, bench_twin
 
-    builtin = {"twin": bench_twin, "emulator": bench_emulator}
+    builtin = {"twin": bench_twin, "emulator": bench_emulator, "be": bench_be}
     if args.what in builtin:
         bench = builtin[args.what]
     else:  # benchmarks of other packages (firmware, ...) plug in, so scenarios never imports them
@@ -292,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
         ep.load()(sub)
 
     s = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    s.add_argument("what", choices=("twin", "emulator", *sorted(ep.name for ep in entry_points(group="pfmtwin.benches"))))
+    s.add_argument("what", choices=("twin", "emulator", "be", *sorted(ep.name for ep in entry_points(group="pfmtwin.benches"))))
     s.add_argument("--url", default=None, help="backend URL (default: the benchmark's own, e.g. twin://?seed=7)")
     s.add_argument("--repeat", type=int, default=None, help="repetitions (default: the benchmark's own)")
     s.add_argument("--model-workers", default=None, metavar="P,P,...",

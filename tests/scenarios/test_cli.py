@@ -97,6 +97,12 @@ def test_bench_prints_one_json_object():
     assert refused.returncode == 2 and "--scaling applies to `pfmtwin bench twin`" in refused.stderr
 
 
+def test_bench_be_compares_the_fit_with_the_acquisition():
+    out = json.loads(pfmtwin("bench", "be", "--url", "twin://?seed=1&grid=128&field=1e-6", "--repeat", "1").stdout)
+    assert out["benchmark"] == "be" and out["spectra"] == 3 * 3 * 64 * 2
+    assert out["fit_noisy_spectra_per_s"] > 0 and out["instrument_spectra_per_s"] == 250
+
+
 def test_bench_twin_scaling_builds_each_grid_from_the_url():
     from scenarios.bench import SCALING_GRIDS, bench_twin
 
