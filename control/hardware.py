@@ -113,12 +113,22 @@ REGISTER_MAP: dict[str, int] = {
     "LOCKIN_PHASE_INC": 0x30,     # RW  NCO step per ADC sample (f / adc_rate * 2^32)
     "LOCKIN_DECIMATION": 0x31,    # RW  ADC samples per pixel
     "PIXEL_COUNT": 0x32,          # RO  lock-in pixels delivered since the scan started
+    "BE_TABLE_ADDR": 0x38,        # RW  band excitation: table word the next BE_TABLE_DATA writes
+    "BE_TABLE_DATA": 0x39,        # WO  signed drive code into the table at BE_TABLE_ADDR, which then advances
+    "BE_LENGTH": 0x3A,            # RW  table words per period, 1..BE_TABLE_DEPTH
+    "BE_REPEATS": 0x3B,           # RW  periods played, their captures summed, >= 1
+    "BE_START": 0x3C,             # WO  any write plays the table (firmware/rtl/be_engine.v)
+    "BE_CAPTURE_ADDR": 0x3D,      # RW  capture word the next BE_CAPTURE_DATA reads
+    "BE_CAPTURE_DATA": 0x3E,      # RO  signed sum of the ADC samples at BE_CAPTURE_ADDR, which then advances
 }
+
+#: Words of the band-excitation table and capture buffer (be_engine's DEPTH in pfm_top).
+BE_TABLE_DEPTH = 4096
 
 #: Registers a WRITE_REG may not address (answered NAK OUT_OF_RANGE), and the write-only one.
 READ_ONLY_REGISTERS = frozenset({"ID", "VERSION", "STATUS", "CYCLE_COUNT", "LAST_PULSE_CODE",
-                                 "LAST_PULSE_CYCLES", "PIXEL_COUNT"})
-WRITE_ONLY_REGISTERS = frozenset({"PULSE_TRIGGER"})
+                                 "LAST_PULSE_CYCLES", "PIXEL_COUNT", "BE_CAPTURE_DATA"})
+WRITE_ONLY_REGISTERS = frozenset({"PULSE_TRIGGER", "BE_TABLE_DATA", "BE_START"})
 
 #: Value of the ID register: "PFM1" in ASCII.
 REGISTER_ID = 0x50464D31
@@ -134,6 +144,7 @@ STATUS_BITS: dict[str, int] = {
     "LOCKIN_OVERRUN": 6,    # a pixel ended before the previous one was converted
     "UART_FRAMING": 7,      # a byte with a bad stop bit arrived
     "ANSWER_DROPPED": 8,    # a request completed while the previous answer was being sent
+    "BE_BUSY": 9,           # the band-excitation engine is playing
 }
 
 #: Bits of CONTROL. SCAN_START and CLEAR_ERRORS act once per write; RETRACE is kept.

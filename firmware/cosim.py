@@ -49,7 +49,7 @@ from twin.instrument import TwinMicroscope
 #: RTL sources of the top level, in firmware/rtl.
 TOP_SOURCES = ["pfm_crc.v", "uart_rx.v", "uart_tx.v", "frame_parser.v", "bias_clamp.v", "pulse_gen.v",
                "scan_gen.v", "nco.v", "cordic.v", "lockin_div.v", "lockin_sine_rom.v", "lockin_atan_rom.v",
-               "lockin.v", "pfm_top.v", "pfm_sim_top.v"]
+               "lockin.v", "be_engine.v", "pfm_top.v", "pfm_sim_top.v"]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from control import wire
 from control.hardware import (
+    BE_TABLE_DEPTH,
     CONTROL_BITS,
     DEFAULT_HARDWARE,
     READ_ONLY_REGISTERS,
@@ -91,6 +92,7 @@ def verilog_header(hw: HardwareSpec = DEFAULT_HARDWARE) -> str:
         "// STATUS and CONTROL bits",
     ]
     lines += [f"`define PFM_STATUS_{name} {bit}" for name, bit in STATUS_BITS.items()]
+    lines += [f"`define PFM_BE_TABLE_DEPTH {BE_TABLE_DEPTH}  // band-excitation table and capture words"]
     lines += [f"`define PFM_CONTROL_{name} {bit}" for name, bit in CONTROL_BITS.items()]
     lines += [
         "",

@@ -34,6 +34,7 @@ module pfm_sim_top #(
     output wire        [`PFM_DAC_BITS-1:0]  x_dac,
     output wire        [`PFM_DAC_BITS-1:0]  y_dac,
     output wire signed [`PFM_DAC_BITS-1:0]  bias_dac,
+    output wire signed [`PFM_DAC_BITS-1:0]  drive_dac,
     output wire                             bias_on,
     output wire                             pixel_valid,
     output wire        [23:0]               pixel_amplitude,
@@ -89,7 +90,7 @@ module pfm_sim_top #(
     pfm_top #(.CLKS_PER_BIT(CLKS_PER_BIT), .ADC_DIV(ADC_DIV)) dut (
         .clk(clk), .rst(rst), .uart_rxd(line_to_fpga), .uart_txd(line_to_host),
         .adc_data(adc_in), .adc_strobe(adc_strobe), .x_dac(x_dac), .y_dac(y_dac),
-        .bias_dac(bias_dac), .bias_on(bias_on), .pixel_valid(pixel_valid),
+        .bias_dac(bias_dac), .drive_dac(drive_dac), .bias_on(bias_on), .pixel_valid(pixel_valid),
         .pixel_amplitude(pixel_amplitude), .pixel_phase(pixel_phase), .pixel_count(pixel_count),
         .command(command));
 endmodule

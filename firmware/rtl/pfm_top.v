@@ -4,7 +4,9 @@
 //   uart_rxd -> uart_rx -> frame_parser -> decode -> register file --> pulse_gen -> bias DAC
 //                                            |                    \-> scan_gen  -> X/Y DACs
 //   uart_txd <- uart_tx <- responder <-------/                     \-> lockin <- ADC
-//                                                                          \-> pixel stream
+//                                                                   |      \-> pixel stream
+//                                                                   \-> be_engine -> drive DAC
+//                                                                          <- ADC (capture)
 //
 // Commands (docs/protocol.md): READ_REG (0x10) and WRITE_REG (0x11), payload `B address, I
 // value` (5 bytes). Every frame with a good header gets exactly one answer with its SEQ:
@@ -30,6 +32,13 @@
 // Lock-in results leave on the pixel stream (pixel_valid with amplitude and phase), as on the
 // instrument's DMA FIFO to the host, 75 cycles after their pixel ends; PIXEL_COUNT counts them.
 // When a scan ends, X/Y_SETPOINT take its last position, so the tip stays where it is.
+//
+// Band excitation (be_engine.v): the host writes the drive table word by word (BE_TABLE_ADDR,
+// then BE_TABLE_DATA, which advances the address), BE_LENGTH and BE_REPEATS, and writes
+// BE_START (NAK BUSY while a pulse, a scan or a play runs; NAK OUT_OF_RANGE with the VALUE text
+// for a length of 0 or beyond the table, or 0 repeats). The engine's ADC samples share
+// adc_strobe with the scan's (one runs at a time) and it drives drive_dac; the host reads the
+// summed capture word by word (BE_CAPTURE_ADDR, then BE_CAPTURE_DATA, which advances it).
 `include "pfm_spec.vh"
 
 module pfm_top #(
@@ -45,6 +54,7 @@ module pfm_top #(
     output wire        [`PFM_DAC_BITS-1:0]   x_dac,        // scanner DAC codes (unsigned)
     output wire        [`PFM_DAC_BITS-1:0]   y_dac,
     output wire signed [`PFM_DAC_BITS-1:0]   bias_dac,     // tip bias DAC code
+    output wire signed [`PFM_DAC_BITS-1:0]   drive_dac,    // AC drive DAC code (band excitation)
     output wire                              bias_on,      // high exactly while a pulse is applied
     output wire                              pixel_valid,  // pixel stream: one cycle per pixel
     output wire        [23:0]                pixel_amplitude,  // UQ16.8 ADC LSB (lockin.v)
@@ -59,6 +69,8 @@ module pfm_top #(
     localparam [63:0] WRITABLE = `PFM_REG_WRITABLE;
     localparam integer DIV_W = $clog2(ADC_DIV + 1);
     localparam [DIV_W-1:0] DIV_LAST = ADC_DIV - 1;
+    localparam integer BE_DEPTH = `PFM_BE_TABLE_DEPTH;
+    localparam integer BE_AW = $clog2(BE_DEPTH);
 
     // ---- command UART and frame parser ---------------------------------------------------
     wire       rx_valid, rx_ferr;
@@ -85,6 +97,11 @@ module pfm_top #(
     reg  signed [15:0] bias_reg, last_code;
     reg                retrace, pulse_trigger, scan_start, err_clear, uart_ferr, answer_dropped;
     reg                bias_on_d;
+    reg  [BE_AW-1:0]   be_table_addr, be_capture_addr;
+    reg  [BE_AW:0]     be_length;
+    reg  [15:0]        be_repeats;
+    reg                be_table_we, be_start, be_capture_next;
+    reg  signed [15:0] be_table_data;
 
     // ---- blocks ------------------------------------------------------------------------------
     wire pg_active, pg_err_busy, pg_err_width;
@@ -104,11 +121,20 @@ module pfm_top #(
         .err_busy(sg_err_busy), .err_config(sg_err_config));
 
     reg [DIV_W-1:0] adc_div;
-    assign adc_strobe = scan_busy && (adc_div == DIV_LAST);
+    wire scan_strobe = scan_busy && (adc_div == DIV_LAST);
+    wire be_strobe, be_busy;
+    wire signed [31:0] be_capture;
+    assign adc_strobe = scan_strobe || be_strobe;
+    /* verilator lint_off PINCONNECTEMPTY */
+    be_engine #(.DEPTH(BE_DEPTH), .ADC_DIV(ADC_DIV)) u_be (
+        .clk(clk), .rst(rst), .table_we(be_table_we), .table_addr(be_table_addr), .table_data(be_table_data),
+        .length(be_length), .repeats(be_repeats), .start(be_start), .drive(drive_dac), .adc_strobe(be_strobe),
+        .adc_data(adc_data), .capture_addr(be_capture_addr), .capture_data(be_capture), .busy(be_busy), .done());
+    /* verilator lint_on PINCONNECTEMPTY */
     wire overrun;
     lockin #(.DEC_W(16), .AMP_W(24)) u_lockin (
         .clk(clk), .rst(rst), .clear(scan_start), .phase_inc(phase_inc),
-        .samples_per_pixel(decimation), .sample(adc_data), .sample_valid(adc_strobe),
+        .samples_per_pixel(decimation), .sample(adc_data), .sample_valid(scan_strobe),
         .amplitude(pixel_amplitude), .phase(pixel_phase), .out_valid(pixel_valid), .ref_cos(),
         .overrun(overrun));
     /* verilator lint_on PINCONNECTEMPTY */
@@ -117,10 +143,11 @@ module pfm_top #(
     assign y_dac = scan_busy ? scan_y : y_set;
 
     wire pulse_busy = pg_active || pulse_trigger;
-    wire busy = pulse_busy || scan_busy || scan_start;
+    wire be_playing = be_busy || be_start;
+    wire busy = pulse_busy || scan_busy || scan_start || be_playing;
 
     wire [31:0] status;
-    assign status = {23'd0, answer_dropped, uart_ferr, overrun, sg_err_busy, sg_err_config,
+    assign status = {22'd0, be_playing, answer_dropped, uart_ferr, overrun, sg_err_busy, sg_err_config,
                      pg_err_busy, pg_err_width, scan_busy || scan_start, pulse_busy};
 
     // ---- decode ------------------------------------------------------------------------------
@@ -135,8 +162,15 @@ module pfm_top #(
     always @* begin
         case (r_addr)
             `PFM_REG_X_SETPOINT, `PFM_REG_Y_SETPOINT, `PFM_REG_PIXELS_PER_LINE, `PFM_REG_LINES,
-            `PFM_REG_X_STEP, `PFM_REG_Y_STEP, `PFM_REG_BIAS_CLAMP_CODE, `PFM_REG_LOCKIN_DECIMATION:
+            `PFM_REG_X_STEP, `PFM_REG_Y_STEP, `PFM_REG_BIAS_CLAMP_CODE, `PFM_REG_LOCKIN_DECIMATION,
+            `PFM_REG_BE_REPEATS:
                 fits = (r_value[31:16] == 16'd0);
+            `PFM_REG_BE_TABLE_ADDR, `PFM_REG_BE_CAPTURE_ADDR:
+                fits = (r_value[31:BE_AW] == {(32 - BE_AW){1'b0}});
+            `PFM_REG_BE_LENGTH:
+                fits = (r_value != 32'd0) && (r_value <= BE_DEPTH);
+            `PFM_REG_BE_TABLE_DATA:
+                fits = (r_value[31:15] == 17'd0) || (r_value[31:15] == {17{1'b1}});
             `PFM_REG_BIAS_CODE:
                 fits = (r_value[31:15] == 17'd0) || (r_value[31:15] == {17{1'b1}});
             `PFM_REG_CONTROL:
@@ -181,6 +215,19 @@ module pfm_top #(
             end else begin
                 d_write = 1'b1;
             end
+        end else if (r_addr == `PFM_REG_BE_START) begin
+            if (busy) begin
+                d_nak = 1'b1;
+                d_msg = `PFM_MSG_BUSY_ID;
+            end else if (be_repeats == 16'd0) begin
+                d_nak = 1'b1;
+                d_msg = `PFM_MSG_VALUE_ID;
+            end else begin
+                d_write = 1'b1;
+            end
+        end else if (r_addr == `PFM_REG_BE_TABLE_DATA && be_playing) begin
+            d_nak = 1'b1;  // the table is being played
+            d_msg = `PFM_MSG_BUSY_ID;
         end else if (r_addr == `PFM_REG_CONTROL && r_value[`PFM_CONTROL_SCAN_START]) begin
             if (busy) begin
                 d_nak = 1'b1;
@@ -219,6 +266,11 @@ module pfm_top #(
             `PFM_REG_LOCKIN_PHASE_INC:   read_value = phase_inc;
             `PFM_REG_LOCKIN_DECIMATION:  read_value = {16'd0, decimation};
             `PFM_REG_PIXEL_COUNT:        read_value = pixel_count;
+            `PFM_REG_BE_TABLE_ADDR:      read_value = {{(32 - BE_AW){1'b0}}, be_table_addr};
+            `PFM_REG_BE_LENGTH:          read_value = {{(31 - BE_AW){1'b0}}, be_length};
+            `PFM_REG_BE_REPEATS:         read_value = {16'd0, be_repeats};
+            `PFM_REG_BE_CAPTURE_ADDR:    read_value = {{(32 - BE_AW){1'b0}}, be_capture_addr};
+            `PFM_REG_BE_CAPTURE_DATA:    read_value = be_capture;
             default:                     read_value = 32'd0;
         endcase
     end
@@ -329,12 +381,16 @@ module pfm_top #(
         pulse_trigger <= 1'b0;
         scan_start    <= 1'b0;
         err_clear     <= 1'b0;
+        be_start      <= 1'b0;
+        be_table_we   <= 1'b0;
         if (rst) begin
             x_set <= 16'd0;  y_set <= 16'd0;  points <= 16'd0;  lines <= 16'd0;
             x_step <= 16'd0; y_step <= 16'd0; decimation <= 16'd1;
             clamp_reg <= FULL_SCALE;
             pixel_cycles <= 32'd0;  width_reg <= 32'd0;  phase_inc <= 32'd0;
             bias_reg <= 16'sd0;  retrace <= 1'b0;
+            be_table_addr <= {BE_AW{1'b0}};  be_capture_addr <= {BE_AW{1'b0}};
+            be_length <= {{BE_AW{1'b0}}, 1'b1};  be_repeats <= 16'd1;  be_table_data <= 16'sd0;
             uart_ferr <= 1'b0;  answer_dropped <= 1'b0;
             tx_busy <= 1'b0;  t_idx <= 8'd0;
             a_cmd <= 8'd0;  a_len <= 8'd0;  a_refused <= 8'd0;  a_seq <= 16'd0;
@@ -372,9 +428,21 @@ module pfm_top #(
                             `PFM_REG_BIAS_CLAMP_CODE:    clamp_reg    <= r_value[15:0];
                             `PFM_REG_LOCKIN_PHASE_INC:   phase_inc    <= r_value;
                             `PFM_REG_LOCKIN_DECIMATION:  decimation   <= r_value[15:0];
+                            `PFM_REG_BE_TABLE_ADDR:      be_table_addr <= r_value[BE_AW-1:0];
+                            `PFM_REG_BE_TABLE_DATA: begin  // written at the next edge, then the address advances
+                                be_table_we   <= 1'b1;
+                                be_table_data <= r_value[15:0];
+                            end
+                            `PFM_REG_BE_LENGTH:          be_length    <= r_value[BE_AW:0];
+                            `PFM_REG_BE_REPEATS:         be_repeats   <= r_value[15:0];
+                            `PFM_REG_BE_START:           be_start     <= 1'b1;
+                            `PFM_REG_BE_CAPTURE_ADDR:    be_capture_addr <= r_value[BE_AW-1:0];
                             default: ;
                         endcase
                     end
+                    // A read of BE_CAPTURE_DATA took the word (a_value below): advance to the next.
+                    if (!d_nak && p_cmd == `PFM_CMD_READ_REG && r_addr == `PFM_REG_BE_CAPTURE_DATA)
+                        be_capture_addr <= be_capture_addr + 1'b1;
                     tx_busy   <= 1'b1;
                     t_idx     <= 8'd0;
                     crc8      <= 8'h00;
@@ -389,6 +457,8 @@ module pfm_top #(
                                : (p_cmd == `PFM_CMD_READ_REG) ? 8'd4 : 8'd0;
                 end
             end
+
+            if (be_table_we) be_table_addr <= be_table_addr + 1'b1;
 
             if (tx_take) begin
                 if (t_idx < 8'd6) crc8 <= crc8_next;

@@ -166,6 +166,7 @@ class Analog:
         self.sample_index = 0
         self.sample_positions: list[tuple[int, int]] = []
         self.sample_cycles: list[int] = []
+        self.sample_drive: list[int] = []
         self.pixels: list[tuple[int, int]] = []
         self.pulses: list[dict] = []
         self.pixel_arrived = Event()
@@ -181,6 +182,7 @@ class Analog:
         self.sample_index = 0
         self.sample_positions = []
         self.sample_cycles = []
+        self.sample_drive = []
         if self._feeder is None:
             # Back from the sample memory, if it was on: the feeder turns it off at the next
             # falling edge (a caller may be in ReadOnly), long before a scan command gets through.
@@ -247,6 +249,7 @@ class Analog:
             await ReadOnly()
             self.sample_positions.append((int(dut.x_dac.value), int(dut.y_dac.value)))
             self.sample_cycles.append(int(dut.cycle.value))
+            self.sample_drive.append(dut.drive_dac.value.to_signed())
 
     async def _pixels(self) -> None:
         dut = self.dut

@@ -27,6 +27,7 @@ from cocotb.triggers import ClockCycles
 from control import wire
 from control.fpga import FpgaTiming
 from control.hardware import (
+    BE_TABLE_DEPTH,
     CONTROL_BITS,
     DEFAULT_HARDWARE,
     READ_ONLY_REGISTERS,
@@ -36,7 +37,7 @@ from control.hardware import (
     WRITE_ONLY_REGISTERS,
 )
 from control.wire import Cmd, Nak
-from firmware import lockin_model
+from firmware import be_model, lockin_model
 from firmware.spec import COMMAND_LATENCY_CYCLES, nak_messages
 from firmware.tb.host import Analog, Host, NakError
 
@@ -47,7 +48,9 @@ FULL_SCALE = 2 ** (HW.dac_bits - 1) - 1
 MIN_CYCLES, MAX_CYCLES = TIMING.pulse_cycle_range
 MESSAGES = nak_messages(HW)
 WIDTH16 = {"X_SETPOINT", "Y_SETPOINT", "PIXELS_PER_LINE", "LINES", "X_STEP", "Y_STEP",
-           "BIAS_CLAMP_CODE", "LOCKIN_DECIMATION"}
+           "BIAS_CLAMP_CODE", "LOCKIN_DECIMATION", "BE_REPEATS"}
+#: Registers narrower than 16 bits: the values they take, [low, high).
+NARROW = {"BE_TABLE_ADDR": (0, BE_TABLE_DEPTH), "BE_CAPTURE_ADDR": (0, BE_TABLE_DEPTH), "BE_LENGTH": (1, BE_TABLE_DEPTH + 1)}
 
 
 def status_bit(value: int, name: str) -> bool:
@@ -86,7 +89,9 @@ async def registers_round_trip(dut):
     for name in REGISTER_MAP:
         if name in READ_ONLY_REGISTERS or name in WRITE_ONLY_REGISTERS or name == "CONTROL":
             continue
-        if name in WIDTH16:
+        if name in NARROW:
+            value = int(rng.integers(*NARROW[name]))
+        elif name in WIDTH16:
             value = int(rng.integers(1, 2**16))
         elif name == "BIAS_CODE":
             value = int(rng.integers(-FULL_SCALE, FULL_SCALE + 1))
@@ -133,7 +138,7 @@ async def refusals_answer_nak_and_change_nothing(dut):
     await expect_nak(host, "LENGTH", host.check_async(host.request(Cmd.READ_REG, b"\x10")))
     await expect_nak(host, "LENGTH", host.check_async(host.request(Cmd.WRITE_REG, bytes(9))))
     # Addresses: unknown, read-only for a write, write-only for a read, beyond 63.
-    await expect_nak(host, "ADDRESS", host.check_async(host.request(Cmd.READ_REG, wire.pack_register(0x3E, 0))))
+    await expect_nak(host, "ADDRESS", host.check_async(host.request(Cmd.READ_REG, wire.pack_register(0x3F, 0))))
     await expect_nak(host, "ADDRESS", host.check_async(host.request(Cmd.READ_REG, wire.pack_register(0xC0, 0))))
     await expect_nak(host, "ADDRESS", host.write("ID", 5))
     await expect_nak(host, "ADDRESS", host.write("PIXEL_COUNT", 5))
@@ -317,3 +322,41 @@ async def sample_memory_feeds_the_lockin(dut):
     await analog.wait_pixels(len(order), len(order) * RASTER["decimation"] * TIMING.adc_divider + 10_000)
     assert analog.sample_index == len(samples)
     _check_raster(order, analog.sample_positions, analog.pixels, samples, increment)
+
+
+@cocotb.test()
+async def band_excitation_through_the_uart(dut):
+    """The table written word by word, played, the capture read back word by word: every drive
+    code at the DAC and every capture word as the engine's model says; refusals change nothing."""
+    host, analog = await start(dut)
+    rng = np.random.default_rng(SEED + 7)
+    length, repeats = 96, 20  # a play of 48,000 cycles: long enough for the refusals below to meet it
+    table = rng.integers(-FULL_SCALE, FULL_SCALE + 1, length)
+    await host.write("BE_TABLE_ADDR", 0)
+    for code in table:
+        await host.write("BE_TABLE_DATA", int(code))
+    assert await host.read("BE_TABLE_ADDR") == length, "each BE_TABLE_DATA write advances the address"
+    await host.write("BE_LENGTH", length)
+    await expect_nak(host, "VALUE", host.write("BE_LENGTH", 0))
+    await expect_nak(host, "VALUE", host.write("BE_LENGTH", BE_TABLE_DEPTH + 1))
+    await host.write("BE_REPEATS", 0)
+    await expect_nak(host, "VALUE", host.write("BE_START", 1))
+    await host.write("BE_REPEATS", repeats)
+    adc = rng.integers(-(2**15), 2**15, length * repeats)
+    analog.load(adc)
+    await host.write("BE_START", 1)
+    assert status_bit(await host.read("STATUS"), "BE_BUSY")
+    await expect_nak(host, "BUSY", host.write("BE_START", 1))
+    await expect_nak(host, "BUSY", host.write("BE_TABLE_DATA", 5))
+    await expect_nak(host, "BUSY", host.write("CONTROL", 1 << CONTROL_BITS["SCAN_START"]))
+    while status_bit(await host.read("STATUS"), "BE_BUSY"):
+        await ClockCycles(dut.clk, 500)
+    assert analog.sample_index == length * repeats
+    drive, capture = be_model.play(table, repeats, adc)
+    assert np.array_equal(np.array(analog.sample_drive), drive), "drive DAC codes differ from the model"
+    await host.write("BE_CAPTURE_ADDR", 0)
+    got = [(await host.read("BE_CAPTURE_DATA") + 2**31) % 2**32 - 2**31 for _ in range(length)]
+    assert np.array_equal(got, capture), "capture words differ from the model"
+    assert await host.read("BE_CAPTURE_ADDR") == length, "each BE_CAPTURE_DATA read advances the address"
+    assert await host.read("PIXEL_COUNT") == 0, "the lock-in took none of the engine's samples"
+    assert int(dut.drive_dac.value) == 0
