@@ -331,6 +331,7 @@ class SerialClient:
         times = np.zeros((len(spec.points), steps))
         per_step = spec.step + 2 * band.duration
         chunk = wire.beps_points_per_command(steps)
+        frequencies = band.frequencies()
         for first in range(0, len(spec.points), chunk):
             part = BEPSSpec(points=spec.points[first:first + chunk], dc=spec.dc, step=spec.step, band=band)
 
@@ -340,9 +341,10 @@ class SerialClient:
                 times[first + point, step] = t
 
             approach = self._travel(0, 0, self._info.hardware.tip_speed_max)
-            self._exchange(Cmd.BEPS, wire.pack_beps(part), duration=approach + per_step, on_line=store,
-                           lines=len(part.points) * steps, line_period=per_step + approach)
-        return BEPSResult(spec=spec, frequencies=band.frequencies(), response=response, times=times)
+            done = self._exchange(Cmd.BEPS, wire.pack_beps(part), duration=approach + per_step, on_line=store,
+                                  lines=len(part.points) * steps, line_period=per_step + approach)
+            frequencies = wire.unpack_beps_done(done)[3]  # the instrument's bins (an FPGA table's harmonics)
+        return BEPSResult(spec=spec, frequencies=frequencies, response=response, times=times)
 
     def close(self) -> None:
         """Say goodbye (best effort) and close the port."""

@@ -421,9 +421,11 @@ def unpack_be(payload: bytes) -> tuple[float, float, Band]:
 
 
 def pack_be_answer(result: BEResult) -> bytes:
-    """BE answer: where, when, and the complex response per bin."""
+    """BE answer: where, when, the bins' frequencies (the instrument's: an FPGA's table has its
+    own harmonics) and the complex response per bin."""
     response = np.ascontiguousarray(result.response, dtype=np.complex128)
-    return _BE_ANSWER.pack(result.x, result.y, result.start, len(response)) + response.astype("<c16").tobytes()
+    return (_BE_ANSWER.pack(result.x, result.y, result.start, len(response))
+            + np.asarray(result.frequencies, dtype="<f8").tobytes() + response.astype("<c16").tobytes())
 
 
 def unpack_be_answer(payload: bytes, band: Band) -> BEResult:
@@ -433,8 +435,15 @@ def unpack_be_answer(payload: bytes, band: Band) -> BEResult:
     x, y, start, bins = _BE_ANSWER.unpack_from(payload)
     if bins != band.bins:
         raise WireError(f"BE answer has {bins} bins; {band.bins} were asked for")
-    return BEResult(x=x, y=y, band=band, frequencies=band.frequencies(),
-                    response=_complex(payload, _BE_ANSWER.size, bins, "BE answer"), start=start)
+    frequencies = _floats(payload, _BE_ANSWER.size, bins, "BE answer")
+    return BEResult(x=x, y=y, band=band, frequencies=frequencies,
+                    response=_complex(payload, _BE_ANSWER.size + 8 * bins, bins, "BE answer"), start=start)
+
+
+def _floats(payload: bytes, offset: int, count: int, what: str) -> np.ndarray:
+    if len(payload) < offset + 8 * count:
+        raise WireError(f"{what} payload is {len(payload)} bytes; too short for {count} frequencies")
+    return np.frombuffer(payload, dtype="<f8", count=count, offset=offset).astype(np.float64)
 
 
 def beps_points_per_command(steps: int) -> int:
@@ -484,11 +493,14 @@ def unpack_spectrum(payload: bytes) -> tuple[int, float, np.ndarray]:
     return point * steps + step, time, _complex(payload, _SPECTRUM.size, 2 * bins, "SPECTRUM").reshape(2, bins)
 
 
-def pack_beps_done(points: int, steps: int, end: float) -> bytes:
-    """BEPS answer after the last SPECTRUM: points, steps, instrument time at the end."""
-    return _BEPS_DONE.pack(points, steps, end)
+def pack_beps_done(points: int, steps: int, end: float, frequencies: np.ndarray) -> bytes:
+    """BEPS answer after the last SPECTRUM: points, steps, instrument time at the end, the bins' frequencies."""
+    return _BEPS_DONE.pack(points, steps, end) + np.asarray(frequencies, dtype="<f8").tobytes()
 
 
-def unpack_beps_done(payload: bytes) -> tuple[int, int, float]:
-    """(points, steps, end time) of a BEPS answer."""
-    return _unpack(_BEPS_DONE, payload, "BEPS answer")
+def unpack_beps_done(payload: bytes) -> tuple[int, int, float, np.ndarray]:
+    """(points, steps, end time, bin frequencies) of a BEPS answer."""
+    if len(payload) < _BEPS_DONE.size or (len(payload) - _BEPS_DONE.size) % 8:
+        raise WireError(f"BEPS answer is {len(payload)} bytes; expected {_BEPS_DONE.size} + 8 per bin")
+    points, steps, end = _BEPS_DONE.unpack_from(payload)
+    return points, steps, end, _floats(payload, _BEPS_DONE.size, (len(payload) - _BEPS_DONE.size) // 8, "BEPS answer")

@@ -336,10 +336,11 @@ class Emulator:
             elif cmd == Cmd.BEPS:
                 spec = check_beps(wire.unpack_beps(frame.payload), self.limits, self.hardware)
                 steps = len(spec.dc)
-                self.twin.beps(spec, on_step=lambda i, k, t, r: send(
+                result = self.twin.beps(spec, on_step=lambda i, k, t, r: send(
                     wire.encode(Cmd.SPECTRUM, seq, wire.pack_spectrum(i, k, steps, t, r))))
                 self.executed += 1
-                send(wire.encode(Cmd.ACK, seq, wire.pack_beps_done(len(spec.points), steps, self.twin.now())))
+                send(wire.encode(Cmd.ACK, seq, wire.pack_beps_done(len(spec.points), steps, self.twin.now(),
+                                                                   result.frequencies)))
             else:
                 spec = wire.unpack_scan(frame.payload)
                 self.limits.check_scan(spec)

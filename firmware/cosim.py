@@ -34,6 +34,7 @@ cocotb test ``firmware/tb/cosim_tb.py``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,10 +43,13 @@ import numpy as np
 from control import InstrumentInfo, PulseRecord, ScanResult, ScanSpec, wrap_phase
 from control.errors import InvalidArgumentError, LimitError
 from control.fpga import FpgaTiming
-from control.hardware import CONTROL_BITS
-from firmware import lockin_model
+from control.hardware import BE_TABLE_DEPTH, CONTROL_BITS
+from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult
+from firmware import be_model, lockin_model
 from twin.instrument import TwinMicroscope
 
+#: Peak drive DAC code of the band-excitation table (half of full scale: headroom for the multisine).
+DRIVE_CODE = 16000
 #: RTL sources of the top level, in firmware/rtl.
 TOP_SOURCES = ["pfm_crc.v", "uart_rx.v", "uart_tx.v", "frame_parser.v", "bias_clamp.v", "pulse_gen.v",
                "scan_gen.v", "nco.v", "cordic.v", "lockin_div.v", "lockin_sine_rom.v", "lockin_atan_rom.v",
@@ -64,11 +68,14 @@ class CosimConfig:
             the boxcar's nulls sit on the 2f image.
         max_pulse_cycles: longest pulse simulated, clock cycles. Every cycle is simulated; a
             longer pulse is refused before it reaches the RTL.
+        be_repeats: periods of the drive table the RTL plays per band-excitation read-out
+            (time-compressed: a 4 ms read-out would be 16,000 ADC samples).
     """
 
     adc_full_scale: float = 1e-9
     pixel_samples: int = 40
     max_pulse_cycles: int = 2_000_000
+    be_repeats: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.adc_full_scale < 1e-6:
@@ -76,6 +83,8 @@ class CosimConfig:
         if not 3 <= self.pixel_samples <= 65535:
             raise InvalidArgumentError(
                 f"pixel_samples={self.pixel_samples!r} must be in 3..65535 (the lock-in needs 72 cycles per pixel)")
+        if not 1 <= self.be_repeats <= 1000:
+            raise InvalidArgumentError(f"be_repeats={self.be_repeats!r} must be in 1..1000 periods")
         if self.max_pulse_cycles < 100:
             raise InvalidArgumentError(f"max_pulse_cycles={self.max_pulse_cycles!r} must be at least 100")
 
@@ -97,6 +106,10 @@ class RtlPort(Protocol):
 
         Returns what the pins showed: code, cycles, x and y DAC codes, the rise and fall edges.
         """
+
+    def be(self, table: np.ndarray, repeats: int, samples: np.ndarray, write_table: bool) -> np.ndarray:
+        """Band excitation: write the drive ``table`` (if ``write_table``), play it ``repeats``
+        times with ``samples`` for the ADC, return the capture words (summed periods)."""
 
     def scan(self, samples: np.ndarray, pixels: int, control: int, on_pixels) -> tuple[np.ndarray, np.ndarray]:
         """Write ``control`` (SCAN_START) with ``samples`` for the ADC; wait for ``pixels`` pixels.
@@ -127,6 +140,8 @@ class CosimInstrument:
         self.timing = FpgaTiming(twin.config.hardware)
         self.increment = lockin_model.phase_increment(twin.config.hardware.drive_frequency, twin.config.hardware.adc_rate)
         self.stats = {"pulses": 0, "pixels": 0}
+        self._tables: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._loaded: tuple | None = None  # the band whose table the RTL holds
         rtl.write("BIAS_CLAMP_CODE", 2 ** (twin.config.hardware.dac_bits - 1) - 1)
         rtl.write("LOCKIN_PHASE_INC", self.increment)
         rtl.write("LOCKIN_DECIMATION", self.cosim.pixel_samples)
@@ -242,8 +257,92 @@ class CosimInstrument:
         self.stats["pixels"] += ny * per_line
         return ScanResult(spec=spec, channels=channels, x=xs, y=ys, line_times=truth.line_times)
 
+    def band_excitation(self, x: float, y: float, band: Band) -> BEResult:
+        """A BE read-out through the RTL's waveform player and capture buffer (time-compressed).
+
+        The host builds a multisine over the band's bins on the harmonics of a table just long
+        enough to tell the bins apart (:mod:`firmware.be_model`), the RTL plays it while the ADC
+        takes the twin's cantilever answering it (its response at those harmonics, noise
+        included), and the host divides the capture's spectrum by the table's. The twin's clock
+        advances by the band's duration; the RTL plays ``be_repeats`` periods of the table.
+        """
+        self._setpoint(x, y)
+        self.twin.move_tip(x, y, self.hardware.tip_speed_max)
+        return self._read_band(x, y, band, 0.0)
+
+    def beps(self, spec: BEPSSpec, on_step=None) -> BEPSResult:
+        """BEPS through the RTL: each DC step a pulse of the bias DAC (the film takes what the pins
+        emitted, as for pulses), then a read-out with the DC on and one with it off."""
+        band = spec.band
+        k, _ = self._table(band)  # refused here (LimitError) before anything moves
+        response = np.empty((len(spec.points), len(spec.dc), 2, band.bins), dtype=complex)
+        times = np.empty((len(spec.points), len(spec.dc)))
+        for i, (x, y) in enumerate(spec.points):
+            self._setpoint(x, y)
+            self.twin.move_tip(x, y, self.hardware.tip_speed_max)
+            for j, dc in enumerate(spec.dc):
+                times[i, j] = self.twin.now()
+                bias = self.timing.bias(self.timing.bias_code(dc))
+                if self.timing.bias_code(dc) != 0:
+                    bias = self.apply_pulse(x, y, dc, spec.step).amplitude
+                else:
+                    self.twin.wait(self.timing.seconds(self.timing.pulse_cycles(spec.step)))
+                on = self._read_band(x, y, band, bias)
+                off = self._read_band(x, y, band, 0.0)
+                response[i, j] = on.response, off.response
+                if on_step is not None:
+                    on_step(i, j, float(times[i, j]), response[i, j])
+        _, table = self._table(band)
+        return BEPSResult(spec=spec, frequencies=k * self.hardware.adc_rate / len(table), response=response, times=times)
+
     def close(self) -> None:
         self.twin.close()
+
+    # -- band excitation ------------------------------------------------------------------------------
+
+    def _table(self, band: Band) -> tuple[np.ndarray, np.ndarray]:
+        """(harmonics, table) of ``band``: the shortest table whose harmonics tell its bins apart."""
+        key = (band.center, band.width, band.bins)
+        if key not in self._tables:
+            rate = self.hardware.adc_rate
+            length = math.ceil(2 * rate * band.bins / band.width)
+            if length > BE_TABLE_DEPTH:
+                raise LimitError(
+                    f"{band.bins} bins over {band.width!r} Hz need a drive table of {length} samples at the ADC's "
+                    f"{rate:g} Hz; the RTL holds {BE_TABLE_DEPTH}: use at most "
+                    f"{int(BE_TABLE_DEPTH * band.width / (2 * rate))} bins or a wider band")
+            k = be_model.harmonics(band.center, band.width, band.bins, length, rate)
+            self._tables[key] = (be_model.excitation(k, length, DRIVE_CODE), k)
+        table, k = self._tables[key]
+        return k, table
+
+    def _read_band(self, x: float, y: float, band: Band, dc: float) -> BEResult:
+        k, table = self._table(band)
+        length = len(table)
+        frequencies = k * self.hardware.adc_rate / length
+        start = self.twin.now()
+        # The twin's cantilever per volt of drive at the harmonics, in ADC codes per drive code.
+        fx, fy = self.twin._parked(x, y, start)
+        metres = self.twin.be.spectrum(fx, fy, band, dc, self.twin.noise, frequencies=frequencies) / band.amplitude
+        full = 2 ** (self.hardware.adc_bits - 1) - 1
+        volts_per_code = self.hardware.bias_range / (2 ** (self.hardware.dac_bits - 1) - 1)
+        gain = metres * volts_per_code * full / self.cosim.adc_full_scale
+        spectrum = np.zeros(length, dtype=complex)
+        spectrum[k] = np.fft.fft(table.astype(float))[k] * gain
+        spectrum[length - k] = np.conj(spectrum[k])
+        period = np.fft.ifft(spectrum).real
+        if np.abs(period).max() > full:
+            raise RuntimeError(f"the cantilever's answer reaches {np.abs(period).max():.0f} ADC codes of {full}; "
+                               "raise adc_full_scale")
+        samples = np.tile(np.rint(period).astype(np.int64), self.cosim.be_repeats)
+        fresh = self._loaded != (band.center, band.width, band.bins)
+        capture = self.rtl.be(table, self.cosim.be_repeats, samples, fresh)
+        self._loaded = (band.center, band.width, band.bins)
+        measured = be_model.response(capture, table, k, self.cosim.be_repeats)  # ADC codes per drive code
+        self.stats["be"] = self.stats.get("be", 0) + 1
+        self.twin.wait(band.duration)
+        response = measured / (volts_per_code * full / self.cosim.adc_full_scale) * band.amplitude
+        return BEResult(x=float(x), y=float(y), band=band, frequencies=frequencies, response=response, start=start)
 
     # -- helpers ------------------------------------------------------------------------------------
 

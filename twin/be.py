@@ -56,14 +56,18 @@ class BandExcitation:
         q = self.pfm.params.quality
         return f0**2 / (f0**2 - np.asarray(f) ** 2 + 1j * np.asarray(f) * f0 / q)
 
-    def spectrum(self, x: float, y: float, band: Band, dc: float, rng: np.random.Generator) -> np.ndarray:
-        """The complex response per bin (m) at film position (x, y) m, with ``dc`` V on the tip."""
+    def spectrum(self, x: float, y: float, band: Band, dc: float, rng: np.random.Generator,
+                 frequencies: np.ndarray | None = None) -> np.ndarray:
+        """The complex response per bin (m) at film position (x, y) m, with ``dc`` V on the tip.
+
+        ``frequencies``: where to read it, Hz (default ``band.frequencies()``; co-simulation reads
+        at its table's harmonics)."""
         p = self.pfm.params
         piezo, background = self.pfm.piezo()
         px, py = np.array([x]), np.array([y])
         local = complex(self.pfm._sample(piezo, px, py)[0])
         electrostatic = background * (1.0 - dc / p.contact_potential)
-        f = band.frequencies()
+        f = band.frequencies() if frequencies is None else np.asarray(frequencies, dtype=float)
         transfer = self._h(f, self.resonance(x, y)) / self._h(self.drive_frequency, self.mean_resonance)
         signal = p.gain * np.exp(1j * np.deg2rad(p.phase_offset)) * band.amplitude * (local + electrostatic) * transfer
         sigma = p.noise * p.d33 * band.amplitude * p.gain * np.sqrt(REFERENCE_DWELL / band.duration)

@@ -144,6 +144,13 @@ class TwinMicroscope:
         """Move to (x, y) and emit a bias pulse; return what the FPGA emitted."""
         return self._run(self._pulse(x, y, amplitude, width))
 
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of instrument time pass (co-simulation: a time-compressed read-out)."""
+        self._run(self._wait(seconds))
+
+    def _wait(self, seconds: float) -> Generator:
+        yield self.env.timeout(seconds)
+
     def band_excitation(self, x: float, y: float, band: Band) -> BEResult:
         """Move to (x, y) and read the response to the band (``control.spectroscopy``)."""
         return self._run(self._band(x, y, band))

@@ -23,12 +23,14 @@ import numpy as np
 from cocotb.task import bridge, resume
 
 from control import wire
+from control.hardware import STATUS_BITS
 from control.urls import listen_address
 from control.wire import Cmd
 from emulator.protocol import Emulator
 from emulator.server import Server
+from firmware import be_model
 from firmware.cosim import CosimConfig, CosimInstrument
-from firmware.tb.host import ADC_MEM_DEPTH, Analog, Host
+from firmware.tb.host import ADC_MEM_DEPTH, Analog, Host, after_cycles
 from twin.backend import open_twin
 
 #: Extra cycles allowed beyond a pulse's width or a pixel's period before a wait fails.
@@ -46,6 +48,7 @@ class CocotbRtl:
         self.read_address = resume(self._read_address)
         self.pulse = resume(self._pulse)
         self.scan = resume(self._scan)
+        self.be = resume(self._be)
         self._cycles = resume(self._cycle)
 
     @property
@@ -80,6 +83,27 @@ class CocotbRtl:
             on_pixels(np.array(analog.pixels, dtype=np.int64))
         positions = await analog.memory_positions() if memory else np.array(analog.sample_positions, dtype=np.int64)
         return np.array(analog.pixels, dtype=np.int64), positions
+
+
+    async def _be(self, table, repeats: int, samples: np.ndarray, write_table: bool) -> np.ndarray:
+        host, analog = self.host, self.analog
+        length = len(table)
+        if write_table:
+            await host.write("BE_TABLE_ADDR", 0)
+            for code in table:
+                await host.write("BE_TABLE_DATA", int(code) & 0xFFFFFFFF)
+        await host.write("BE_LENGTH", length)
+        await host.write("BE_REPEATS", repeats)
+        if self.files is not None and len(samples) <= ADC_MEM_DEPTH:
+            await analog.load_memory(samples, self.files)
+        else:
+            analog.load(samples)
+        await host.write("BE_START", 1)
+        await after_cycles(length * (repeats * be_model.ADC_DIV + 1))  # one timer: the play's length
+        while (await host.read("STATUS")) >> STATUS_BITS["BE_BUSY"] & 1:
+            await after_cycles(1000)
+        await host.write("BE_CAPTURE_ADDR", 0)
+        return np.array([(await host.read("BE_CAPTURE_DATA") + 2**31) % 2**32 - 2**31 for _ in range(length)])
 
 
 @cocotb.test()

@@ -124,3 +124,37 @@ def test_cosim_refuses_a_bad_listen_url_before_building_anything():
 
     with pytest.raises(control.UrlError, match=r"listen URL 'socket://127\.0\.0\.1' must be socket://HOST:PORT"):
         cosim("socket://127.0.0.1", "twin://", sim="no-such-simulator")
+
+
+@pytest.mark.slow
+def test_band_excitation_and_beps_through_the_rtl_agree_with_the_twins_cantilever():
+    """BE through the RTL's waveform player and capture buffer: the response per bin is the twin's
+    cantilever at the table's harmonics, to the ADC's quantization; a small BEPS through the RTL
+    (DC steps as RTL pulses) switches the film as the twin's BEPS does."""
+    from control.serial_client import SerialClient
+    from control.spectroscopy import Band, BEPSSpec
+    from twin.backend import open_twin
+
+    options = "grid=64&field=5e-7&noise=0&drift=0&scanner=closed&init=up"
+    band = Band(center=357e3, width=200e3, bins=4, duration=1e-3)  # a 160-word table
+    # Verilator: a read-out reads its 160 capture words as 160 UART frames (0.3 M cycles), about
+    # 0.3 s there and 3 s on Icarus; a BEPS step (an RTL pulse and two read-outs) outlasts the
+    # client's default 1 s wait for the next streamed frame, so this client waits longer.
+    with cosim_process(twin=options, seed=SEED, sim="verilator") as process:
+        with control.Guarded(SerialClient(process.url, timeout=30.0)) as rtl:
+            be = rtl.band_excitation(2.5e-7, 2.5e-7, band)
+            t_be = rtl.now()
+            spec = BEPSSpec(points=((2.5e-7, 2.5e-7),), dc=(9.0, -9.0), step=1e-3, band=band)
+            beps = rtl.beps(spec)
+    reference = open_twin(f"twin://?seed={SEED}&{options}")
+    reference.move_tip(2.5e-7, 2.5e-7, reference.config.hardware.tip_speed_max)
+    fx, fy = reference._parked(2.5e-7, 2.5e-7, be.start)
+    want = reference.be.spectrum(fx, fy, band, 0.0, np.random.default_rng(0), frequencies=be.frequencies)
+    assert np.all(np.abs(be.frequencies - band.center) <= band.width / 2)
+    np.testing.assert_allclose(be.response, want, rtol=2e-3)
+    assert t_be - be.start == pytest.approx(band.duration)
+    # +9 V writes down under the tip, -9 V back up: the off-field response flips sign each step.
+    off = beps.response[0, :, 1]
+    axis = np.angle(be.response)  # per bin: the phase of the film as it was (up)
+    projected = np.real(off * np.exp(-1j * axis)[None, :]).mean(axis=1)
+    assert projected[0] * projected[1] < 0, f"the off-field response did not switch: {projected}"
