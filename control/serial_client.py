@@ -20,6 +20,7 @@ import select
 import socket
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 import numpy as np
 import serial
@@ -27,10 +28,11 @@ import serial.urlhandler
 
 from control import wire
 from control.contract import InstrumentInfo, PulseRecord, ScanResult, ScanSpec
-from control.errors import InstrumentError, LimitError, TransportError
+from control.errors import InstrumentError, LimitError, TransportError, UrlError
 from control.hardware import HardwareSpec
 from control.limits import SafetyLimits
 from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult
+from control.urls import number_in, split
 from control.wire import Cmd, Nak
 
 #: Schemes pyserial opens: its ``serial.urlhandler.protocol_<scheme>`` modules.
@@ -378,5 +380,20 @@ class _Deadline:
 
 
 def open_serial(url: str) -> SerialClient:
-    """Backend opener for pyserial URLs and device paths."""
-    return SerialClient(url)
+    """Backend opener for pyserial URLs and device paths.
+
+    One option is the client's own, ``timeout`` (s, default 1): how long to wait for an answer
+    (or the next streamed frame) beyond what the command itself takes on the instrument's clock,
+    e.g. ``socket://127.0.0.1:7002?timeout=30`` for band excitation through a co-simulated RTL,
+    whose read-outs take seconds of wall time. The rest of the URL goes to pyserial.
+    """
+    timeout = 1.0
+    if "://" in url:
+        scheme, address, raw = split(url)
+        if "timeout" in raw:
+            text = raw.pop("timeout")
+            timeout = number_in(text, 0.0, 3600.0)
+            if timeout is None:
+                raise UrlError(f"option timeout={text!r} in {url!r} must be a time in (0, 3600] s, e.g. timeout=30")
+            url = f"{scheme}://{address}" + (f"?{urlencode(raw)}" if raw else "")
+    return SerialClient(url, timeout=timeout)

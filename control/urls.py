@@ -99,3 +99,13 @@ def listen_address(url: str) -> tuple[str, int]:
     if scheme != "socket" or raw or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise UrlError(f"listen URL {url!r} must be {form}")
     return host or "127.0.0.1", int(port)
+
+
+def number_in(text: str, low: float, high: float) -> float | None:
+    """``text`` as a number in (low, high], or None (not a number, or outside): for option parsers
+    that word their own error."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if low < value <= high else None

@@ -15,6 +15,8 @@ from time import monotonic
 import simpy
 import simpy.rt
 
+from control.urls import number_in
+
 #: How long one wait (a read, a sleep of the clock) lasts before the loop checks for shutdown, s.
 POLL = 0.05
 
@@ -27,11 +29,8 @@ def parse_speed(text: str) -> float | None:
     """
     if text == "max":
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1e6:
+    value = number_in(text, 0.0, 1e6)
+    if value is None:
         raise ValueError(f"speed={text!r} must be a factor in (0, 1e6] (1 = real time) or 'max'")
     return value
 

@@ -15,7 +15,7 @@
 module pfm_sim_top #(
     parameter integer CLKS_PER_BIT = `PFM_UART_CLKS_PER_BIT,
     parameter integer ADC_DIV      = `PFM_ADC_DIV,
-    parameter integer ADC_MEM_DEPTH = 1 << 19,        // samples the memory holds (one scan's)
+    parameter integer ADC_MEM_DEPTH = 1 << 17,        // samples the memory holds (one scan's)
     parameter integer FILE_CHARS    = 256            // longest file name of the memory's files
 ) (
     output reg                              clk,

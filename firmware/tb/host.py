@@ -22,7 +22,7 @@ from control.wire import Cmd
 #: text) takes 75 bytes of 10 bits; at 100 cycles per bit that is 75,000 cycles.
 ANSWER_TIMEOUT_CYCLES = 200_000
 #: Samples pfm_sim_top's sample memory holds (its ADC_MEM_DEPTH) and the longest file name it takes.
-ADC_MEM_DEPTH = 1 << 19
+ADC_MEM_DEPTH = 1 << 17
 FILE_CHARS = 256
 
 

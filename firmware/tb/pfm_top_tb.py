@@ -330,7 +330,7 @@ async def band_excitation_through_the_uart(dut):
     code at the DAC and every capture word as the engine's model says; refusals change nothing."""
     host, analog = await start(dut)
     rng = np.random.default_rng(SEED + 7)
-    length, repeats = 96, 20  # a play of 48,000 cycles: long enough for the refusals below to meet it
+    length, repeats = 32, 60  # a play of 48,000 cycles: long enough for the refusals below to meet it
     table = rng.integers(-FULL_SCALE, FULL_SCALE + 1, length)
     await host.write("BE_TABLE_ADDR", 0)
     for code in table:

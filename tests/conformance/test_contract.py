@@ -184,3 +184,5 @@ def test_band_excitation_and_beps_work_where_served_and_say_so_where_not(new_url
         result = scope.beps(spec)
         assert result.response.shape == (1, 2, 2, 8) and np.all(np.abs(result.response) > 0)
         assert scope.now() - t0 >= band.duration + spec.duration
+        image = scope.be_image(ScanSpec(center=(0.25e-6, 0.25e-6), size=(0.1e-6, 0.1e-6), pixels=(8, 8)), band)
+        assert image.response.shape == (8, 8, 8) and np.all(np.diff(image.times.ravel()) > 0)

@@ -82,3 +82,12 @@ def test_the_instrument_refuses_what_a_client_did_not_check(emulators, cmd, payl
     code, refused, message = wire.unpack_nak(answer.payload)
     assert code in (Nak.OUT_OF_RANGE, Nak.MALFORMED) and refused == cmd and says in message
     assert running.emulator.executed == 0
+
+
+def test_a_socket_url_sets_the_clients_answer_timeout(emulators):
+    running = emulators(OPTIONS)
+    with control.connect(running.url + "?timeout=7.5") as scope:
+        assert scope._backend.timeout == 7.5
+        assert scope.band_excitation(4e-7, 4e-7, BAND).response.shape == (16,)
+    with pytest.raises(control.UrlError, match=r"timeout='-1' .* must be a time in \(0, 3600\] s"):
+        control.connect(running.url + "?timeout=-1")

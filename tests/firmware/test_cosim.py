@@ -131,7 +131,6 @@ def test_band_excitation_and_beps_through_the_rtl_agree_with_the_twins_cantileve
     """BE through the RTL's waveform player and capture buffer: the response per bin is the twin's
     cantilever at the table's harmonics, to the ADC's quantization; a small BEPS through the RTL
     (DC steps as RTL pulses) switches the film as the twin's BEPS does."""
-    from control.serial_client import SerialClient
     from control.spectroscopy import Band, BEPSSpec
     from twin.backend import open_twin
 
@@ -141,11 +140,11 @@ def test_band_excitation_and_beps_through_the_rtl_agree_with_the_twins_cantileve
     # 0.3 s there and 3 s on Icarus; a BEPS step (an RTL pulse and two read-outs) outlasts the
     # client's default 1 s wait for the next streamed frame, so this client waits longer.
     with cosim_process(twin=options, seed=SEED, sim="verilator") as process:
-        with control.Guarded(SerialClient(process.url, timeout=30.0)) as rtl:
+        with control.connect(process.url + "?timeout=30") as rtl:
             be = rtl.band_excitation(2.5e-7, 2.5e-7, band)
             t_be = rtl.now()
-            spec = BEPSSpec(points=((2.5e-7, 2.5e-7),), dc=(9.0, -9.0), step=1e-3, band=band)
-            beps = rtl.beps(spec)
+            spec = BEPSSpec(points=((2.5e-7, 2.5e-7), (3.5e-7, 2.5e-7)), dc=(9.0, -9.0), step=1e-3, band=band)
+            beps = rtl.beps(spec)  # a small grid: two points
     reference = open_twin(f"twin://?seed={SEED}&{options}")
     reference.move_tip(2.5e-7, 2.5e-7, reference.config.hardware.tip_speed_max)
     fx, fy = reference._parked(2.5e-7, 2.5e-7, be.start)
@@ -154,7 +153,8 @@ def test_band_excitation_and_beps_through_the_rtl_agree_with_the_twins_cantileve
     np.testing.assert_allclose(be.response, want, rtol=2e-3)
     assert t_be - be.start == pytest.approx(band.duration)
     # +9 V writes down under the tip, -9 V back up: the off-field response flips sign each step.
-    off = beps.response[0, :, 1]
     axis = np.angle(be.response)  # per bin: the phase of the film as it was (up)
-    projected = np.real(off * np.exp(-1j * axis)[None, :]).mean(axis=1)
-    assert projected[0] * projected[1] < 0, f"the off-field response did not switch: {projected}"
+    for point in range(2):
+        projected = np.real(beps.response[point, :, 1] * np.exp(-1j * axis)[None, :]).mean(axis=1)
+        assert projected[0] < 0 < projected[1], f"point {point}: the off-field response did not switch: {projected}"
+    assert beps.response.shape == (2, 2, 2, 4) and np.all(beps.times[1] > beps.times[0])
