@@ -134,25 +134,24 @@ async def a_cantilever_response_comes_back_per_bin(dut):
     assert np.max(np.abs(got / h - 1)) < 0.02, f"per-bin response off by {np.max(np.abs(got / h - 1)):.3f}"
 
 
+async def start_play(dut, length: int, repeats: int) -> None:
+    """Set ``length`` and ``repeats`` and hold ``start`` for one cycle."""
+    dut.length.value = length
+    dut.repeats.value = repeats
+    await FallingEdge(dut.clk)
+    dut.start.value = 1
+    await FallingEdge(dut.clk)
+    dut.start.value = 0
+
+
 @cocotb.test()
 async def start_is_ignored_while_busy_and_for_an_empty_table(dut):
     await reset(dut)
-    dut.length.value = 0
-    dut.repeats.value = 1
-    await FallingEdge(dut.clk)
-    dut.start.value = 1
-    await FallingEdge(dut.clk)
-    dut.start.value = 0
+    await start_play(dut, 0, 1)
     await ClockCycles(dut.clk, 3)
     assert int(dut.busy.value) == 0, "a start with length 0 must not play"
-    table = np.arange(1, 9)
-    await write_table(dut, table)
-    dut.length.value = 8
-    dut.repeats.value = 2
-    await FallingEdge(dut.clk)
-    dut.start.value = 1
-    await FallingEdge(dut.clk)
-    dut.start.value = 0
+    await write_table(dut, np.arange(1, 9))
+    await start_play(dut, 8, 2)
     await ClockCycles(dut.clk, 40)
     dut.table_we.value, dut.table_addr.value, dut.table_data.value = 1, 0, 12345  # ignored: busy
     dut.start.value = 1  # ignored: busy
@@ -162,12 +161,7 @@ async def start_is_ignored_while_busy_and_for_an_empty_table(dut):
     await ClockCycles(dut.clk, 2)
     assert int(dut.busy.value) == 0, "a start while busy must not restart the play"
     # The write while busy was dropped: the table still starts with 1.
-    dut.length.value = 1
-    dut.repeats.value = 1
-    await FallingEdge(dut.clk)
-    dut.start.value = 1
-    await FallingEdge(dut.clk)
-    dut.start.value = 0
+    await start_play(dut, 1, 1)
     await RisingEdge(dut.adc_strobe)
     await ReadOnly()
     assert dut.drive.value.to_signed() == 1
