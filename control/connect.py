@@ -204,7 +204,7 @@ class Guarded:
         method = getattr(backend, verb, None)
         if method is None:
             raise InstrumentError(
-                f"the {self._name!r} backend does not do {what} yet; twin:// does (control.connect('twin://...'))")
+                f"the {self._name!r} backend does not do {what} yet; the twin, the emulator and co-simulation do")
         return method
 
     def now(self) -> float:

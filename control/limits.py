@@ -347,6 +347,18 @@ class SafetyLimits:
             raise LimitError(
                 f"line_rate={spec.line_rate!r} Hz is outside [{lo!r}, {hi!r}] Hz; choose a line rate in that range"
             )
+        self.check_raster(spec)
+        if spec.duration > self.duration_max:
+            retrace = ", with retrace" if spec.retrace else ""
+            raise LimitError(
+                f"the scan takes {spec.duration:.1f} s of instrument time ({spec.pixels[1]} lines at "
+                f"{spec.line_rate!r} Hz{retrace}); a command may take at most {self.duration_max!r} s; "
+                f"raise line_rate or scan fewer lines"
+            )
+
+    def check_raster(self, spec) -> None:
+        """The pixel counts and the extent of a :class:`control.ScanSpec` (not its timing: a
+        band-excitation image takes the band's time per pixel)."""
         plo, phi = self.pixels_range
         for name, n in (("points per line", spec.pixels[0]), ("lines", spec.pixels[1])):
             if not plo <= n <= phi:
@@ -363,10 +375,3 @@ class SafetyLimits:
                     f"scan {name} extent [{c - half!r}, {c + half!r}] m leaves the scanner range "
                     f"[{rlo!r}, {rhi!r}] m; move the center or shrink the size"
                 )
-        if spec.duration > self.duration_max:
-            retrace = ", with retrace" if spec.retrace else ""
-            raise LimitError(
-                f"the scan takes {spec.duration:.1f} s of instrument time ({spec.pixels[1]} lines at "
-                f"{spec.line_rate!r} Hz{retrace}); a command may take at most {self.duration_max!r} s; "
-                f"raise line_rate or scan fewer lines"
-            )

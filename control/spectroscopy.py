@@ -245,15 +245,7 @@ def check_be_image(spec: object, band: object, limits: SafetyLimits, hardware: H
     """A BE image as the guard checks it: a raster inside the scanner range, the band, its time."""
     if not isinstance(spec, ScanSpec) or spec.path != "raster":
         raise InvalidArgumentError(f"spec={shown(spec)} must be a control.ScanSpec with path='raster'")
-    plo, phi = limits.pixels_range
-    (cx, cy), (w, h) = spec.center, spec.size
-    for name, c, half, (rlo, rhi) in (("x", cx, w / 2, limits.x_range), ("y", cy, h / 2, limits.y_range)):
-        if c - half < rlo or c + half > rhi:
-            raise LimitError(f"BE image {name} extent [{c - half!r}, {c + half!r}] m leaves the scanner range "
-                             f"[{rlo!r}, {rhi!r}] m; move the center or shrink the size")
-    for n in spec.pixels:
-        if not plo <= n <= phi:
-            raise LimitError(f"pixels {spec.pixels!r} outside [{plo!r}, {phi!r}]; choose pixel counts in that range")
+    limits.check_raster(spec)
     band = check_band(band, limits, hardware)
     seconds = spec.pixels[0] * spec.pixels[1] * band.duration
     if seconds > limits.duration_max:

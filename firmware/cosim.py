@@ -274,7 +274,7 @@ class CosimInstrument:
         """BEPS through the RTL: each DC step a pulse of the bias DAC (the film takes what the pins
         emitted, as for pulses), then a read-out with the DC on and one with it off."""
         band = spec.band
-        k, _ = self._table(band)  # refused here (LimitError) before anything moves
+        k, table = self._table(band)  # refused here (LimitError) before anything moves
         response = np.empty((len(spec.points), len(spec.dc), 2, band.bins), dtype=complex)
         times = np.empty((len(spec.points), len(spec.dc)))
         for i, (x, y) in enumerate(spec.points):
@@ -282,17 +282,16 @@ class CosimInstrument:
             self.twin.move_tip(x, y, self.hardware.tip_speed_max)
             for j, dc in enumerate(spec.dc):
                 times[i, j] = self.twin.now()
-                bias = self.timing.bias(self.timing.bias_code(dc))
                 if self.timing.bias_code(dc) != 0:
-                    bias = self.apply_pulse(x, y, dc, spec.step).amplitude
+                    bias = self.apply_pulse(x, y, dc, spec.step).amplitude  # what the bias DAC emitted
                 else:
+                    bias = 0.0
                     self.twin.wait(self.timing.seconds(self.timing.pulse_cycles(spec.step)))
                 on = self._read_band(x, y, band, bias)
                 off = self._read_band(x, y, band, 0.0)
                 response[i, j] = on.response, off.response
                 if on_step is not None:
                     on_step(i, j, float(times[i, j]), response[i, j])
-        _, table = self._table(band)
         return BEPSResult(spec=spec, frequencies=k * self.hardware.adc_rate / len(table), response=response, times=times)
 
     def close(self) -> None:
