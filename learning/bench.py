@@ -200,7 +200,7 @@ def bench_sync_async(env_id: str = COSTLY_ENV_ID,
 
 def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner=closed", repeat: int = 30, *,
                  particles: int = 8, workers: int = 2, threads: int = 1,
-                 surrogate: str | os.PathLike[str] | None = None, env_steps: int = 60,
+                 surrogate: str | os.PathLike[str] | None = None, env_steps: int = 300,
                  lengths: tuple[int, int] = (2, 16), seed: int = 0,
                  model_workers: Sequence[int] | None = None) -> dict[str, Any]:
     """``pfmtwin bench agents``: environment speed on the twin and the surrogate, SVPG s/it.
@@ -215,7 +215,7 @@ def bench_agents(url: str = "twin://?seed=7&grid=64&field=5e-7&init=wall&scanner
         particles: SVPG particles.
         workers: LocalCluster worker processes; ``threads`` threads each.
         surrogate: a surrogate model file; ``None`` fits one here from the twin's transitions.
-        env_steps: steps timed per environment-speed measurement.
+        env_steps: steps timed per environment-speed measurement (60 varied by 30 % between runs).
         lengths: range of the per-particle episode lengths (:func:`episode_lengths`).
         seed: seed of everything.
         model_workers: also predict sync and async seconds per iteration on these worker counts
