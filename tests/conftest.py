@@ -152,3 +152,53 @@ def wall_policy(tmp_path_factory):
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     assert np.isfinite(summary["mean_return"])
     return out
+
+
+@pytest.fixture(scope="session")
+def mosquitto():
+    """One Mosquitto broker (MQTT 5) on a free loopback port for the session, stopped at its end."""
+    from control.intersect.broker import Mosquitto
+
+    with Mosquitto() as broker:
+        yield broker
+
+
+class OnTheBus:
+    """A backend offered as an INTERSECT microscope service, in this process, on ``broker``."""
+
+    count = 0
+
+    def __init__(self, backend_url: str, broker) -> None:
+        import control
+        from control.intersect.cli import broker_config
+        from control.intersect.service import hierarchy_from, make_service
+
+        OnTheBus.count += 1
+        hierarchy = f"pfmtwin.tests.pfm.-.scope-{os.getpid()}-{OnTheBus.count}"
+        self.scope = control.connect(backend_url)
+        self.service = make_service(self.scope, backend_url, broker_config(broker.url), hierarchy_from(hierarchy))
+        self.service.startup()
+        self.capability = self.service.capabilities[1]
+        self.url = f"intersect://127.0.0.1:{broker.port}/{hierarchy}"
+
+    def stop(self) -> None:
+        import threading
+
+        stopper = threading.Thread(target=self.service.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(5.0)
+        self.scope.close()
+
+
+@pytest.fixture
+def intersect_services(mosquitto):
+    """Factory: ``intersect_services("twin://?seed=3")`` -> a service (``.url``: its ``intersect://`` URL)."""
+    started: list[OnTheBus] = []
+
+    def start(backend_url: str) -> OnTheBus:
+        started.append(OnTheBus(backend_url, mosquitto))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.stop()

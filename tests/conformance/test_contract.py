@@ -1,4 +1,5 @@
-"""The contract, checked the same way on every backend: the twin in process, the emulator and the surrogate."""
+"""The contract, checked the same way on every backend: the twin in process, the emulator, the surrogate,
+and the twin as an INTERSECT service on a Mosquitto broker."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def surrogate_model(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.fixture(params=["twin", "emulator", "surrogate"])
+@pytest.fixture(params=["twin", "emulator", "surrogate", "intersect"])
 def new_url(request, emulators):
     """Factory of URLs of fresh, identical instruments of one backend kind."""
 
@@ -50,6 +51,8 @@ def new_url(request, emulators):
             return "twin://?" + OPTIONS
         if request.param == "surrogate":
             return "surrogate://" + request.getfixturevalue("surrogate_model")
+        if request.param == "intersect":
+            return request.getfixturevalue("intersect_services")("twin://?" + OPTIONS).url
         return emulators(OPTIONS).url
 
     return make
