@@ -32,8 +32,13 @@ def broker_config(url: str):
 def _serve(args) -> int:
     import control
     from control.intersect.broker import Mosquitto
-    from control.intersect.service import hierarchy_from, make_service
+    from control.intersect.service import hierarchy_from, make_service, schema
 
+    if args.schema:
+        print(json.dumps(schema(args.hierarchy), indent=2, sort_keys=True))
+        return 0
+    if not args.intersect or not args.backend:
+        raise UrlError("pfmtwin serve needs --intersect BROKER and --backend URL (or --schema to print the interface)")
     try:
         hierarchy = hierarchy_from(args.hierarchy)
     except ValueError as exc:
@@ -69,9 +74,11 @@ def _serve(args) -> int:
 
 def register(subparsers) -> None:
     s = subparsers.add_parser("serve", help="offer a backend as an INTERSECT service on an MQTT 5 broker")
-    s.add_argument("--intersect", required=True, metavar="BROKER",
+    s.add_argument("--intersect", metavar="BROKER",
                    help="mqtt://[USER:PASSWORD@]HOST:PORT of the broker, or 'local' to start a Mosquitto on loopback")
-    s.add_argument("--backend", required=True, metavar="URL", help="the backend to serve, e.g. 'twin://?seed=7'")
+    s.add_argument("--backend", metavar="URL", help="the backend to serve, e.g. 'twin://?seed=7'")
     s.add_argument("--hierarchy", default=DEFAULT_HIERARCHY,
                    help=f"organization.facility.system.subsystem.service ('-' for no subsystem; default {DEFAULT_HIERARCHY})")
+    s.add_argument("--schema", action="store_true",
+                   help="print the service's AsyncAPI schema (as the SDK generates it) and exit")
     s.set_defaults(func=_serve)

@@ -55,7 +55,7 @@ from control.intersect.models import (
     ScanRequest,
     ScanResponse,
 )
-from control.intersect.service import CAPABILITY, hierarchy_from, no_delay
+from control.intersect.service import CAPABILITY, harden, hierarchy_from
 from control.limits import SafetyLimits
 from control.spectroscopy import Band, BEPSResult, BEPSSpec, BEResult
 from control.urls import Option, number_in, options, split
@@ -129,7 +129,7 @@ class IntersectMicroscope:
                                               persist=True, queue_name=self._me.service)
         self._planes.add_subscription_channel(f"{service.hierarchy_string('/')}/events/{CAPABILITY}/scan_line",
                                               {self._on_line}, persist=True, queue_name=self._me.service)
-        no_delay(self._planes)
+        harden(self._planes)
         self._connect()
         try:
             self._info = self._info_from(self._call("info", None, 0.0))

@@ -205,19 +205,27 @@ def hierarchy_from(text: str) -> HierarchyConfig:
                            subsystem=None if subsystem == "-" else subsystem, service=service)
 
 
-def no_delay(planes: Any) -> None:
-    """Send small MQTT packets at once (TCP_NODELAY) on every broker connection of an SDK control plane.
+def harden(planes: Any) -> None:
+    """Make the MQTT connections of an SDK control plane fast and able to survive a broker restart.
 
-    paho-mqtt writes a packet in pieces and never sets TCP_NODELAY, so Nagle's algorithm holds the
-    second piece until the broker's delayed ACK: 43 ms per hop, 88 ms for the smallest command's
-    round trip on loopback (about 1 ms with this). The SDK offers no socket option, so this sets
-    paho's ``on_socket_open`` on the providers of a ``ControlPlaneManager`` (its private
-    ``_control_providers``; each MQTT provider's paho client is its ``_connection``).
+    Two things the SDK (intersect-sdk 0.9.3) offers no option for, set on the paho client of each
+    provider of a ``ControlPlaneManager`` (its private ``_control_providers``; an MQTT provider's
+    paho client is its ``_connection``):
+
+    - TCP_NODELAY. paho writes a packet in pieces and never sets it, so Nagle's algorithm holds
+      the second piece until the broker's delayed ACK: 43 ms per hop, 88 ms for the smallest
+      command's round trip on loopback (about 2 ms with it).
+    - Reconnection. On a lost connection the SDK's handler calls ``reconnect()`` at once, inside
+      paho's network thread; while the broker is down that raises and the exception ends the
+      thread, so the service or client is deaf for good. With ``suppress_exceptions`` paho logs
+      it and its own loop reconnects, here every 0.25-2 s; on reconnecting the SDK subscribes again.
     """
     for provider in getattr(planes, "_control_providers", ()):
         paho = getattr(provider, "_connection", None)
         if paho is not None and hasattr(paho, "on_socket_open"):
             paho.on_socket_open = _set_no_delay
+            paho.suppress_exceptions = True
+            paho.reconnect_delay_set(min_delay=0.25, max_delay=2)
 
 
 def _set_no_delay(client: Any, userdata: Any, sock: Any) -> None:
@@ -225,10 +233,18 @@ def _set_no_delay(client: Any, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def schema(hierarchy: str = "pfmtwin.lab.pfm.-.microscope") -> dict[str, Any]:
+    """The AsyncAPI-like schema the SDK generates from :class:`MicroscopeCapability` (the service's
+    published interface; ``docs/intersect/microscope-schema.json`` holds the checked-in copy)."""
+    from intersect_sdk import get_schema_from_capability_implementations
+
+    return get_schema_from_capability_implementations([MicroscopeCapability], hierarchy_from(hierarchy))
+
+
 def make_service(scope: Guarded, backend_url: str, broker: ControlPlaneConfig, hierarchy: HierarchyConfig,
                  extra: list[IntersectBaseCapabilityImplementation] | None = None) -> IntersectService:
     """An IntersectService offering ``scope`` (call ``startup()`` / ``shutdown()``)."""
     config = IntersectServiceConfig(hierarchy=hierarchy, brokers=[broker], status_interval=30.0)
     service = IntersectService([MicroscopeCapability(scope, backend_url), *(extra or [])], config)
-    no_delay(service._control_plane_manager)  # noqa: SLF001 - see no_delay
+    harden(service._control_plane_manager)  # noqa: SLF001 - see harden
     return service
