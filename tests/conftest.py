@@ -154,9 +154,10 @@ def wall_policy(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mosquitto():
-    """One Mosquitto broker (MQTT 5) on a free loopback port for the session, stopped at its end."""
+    """One Mosquitto broker (MQTT 5) on a free loopback port for a test module, stopped at its end
+    (not at the session's: other modules check that nothing they did not start is running)."""
     from control.intersect.broker import Mosquitto
 
     with Mosquitto() as broker:

@@ -21,6 +21,7 @@ loopback accepts any).
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -270,8 +271,6 @@ class IntersectMicroscope:
     # -- the contract ---------------------------------------------------------------------------
 
     def _info_from(self, raw: bytes) -> InstrumentInfo:
-        import json
-
         d = json.loads(raw)
         return InstrumentInfo(
             backend=d["backend"], url=self.url, identity=f"{d['identity']} via INTERSECT {self._service}",
