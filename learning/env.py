@@ -472,6 +472,7 @@ class DomainWallEnv(gymnasium.Env):
         self._scope = scope
         self._fresh = True
         self._wall = None
+        self._last_scan: control.ScanResult | None = None
         self._heading = 0.0
 
     def _resolve_window(self, info: control.InstrumentInfo) -> Window:
@@ -616,6 +617,11 @@ class DomainWallEnv(gymnasium.Env):
         return self._wall
 
     @property
+    def last_scan(self) -> control.ScanResult | None:
+        """The latest scan of the window, the wall's source (None before the first reset)."""
+        return self._last_scan
+
+    @property
     def microscope(self) -> control.Microscope:
         """The connected microscope (opened at construction, reopened as ``reopen`` says)."""
         if self._scope is None:
@@ -625,7 +631,8 @@ class DomainWallEnv(gymnasium.Env):
 
     def _scan(self) -> Wall:
         self._fresh = False
-        return trace_wall(self.microscope.scan(self._window.spec()))
+        self._last_scan = self.microscope.scan(self._window.spec())
+        return trace_wall(self._last_scan)
 
     def _search(self) -> Wall | None:
         """Scan; follow a wall that left the window; centre the window on it (``recenter``).

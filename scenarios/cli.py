@@ -78,6 +78,15 @@ def _beps(args) -> int:
     return 0
 
 
+def _coupled(args) -> int:
+    from scenarios.coupled import run
+
+    summary = run(args.sample, args.theory, Path(args.out), episodes=args.episodes, steps=args.steps,
+                  candidates=args.candidates, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _probe(args) -> int:
     from scenarios.probe import main as probe
 
@@ -202,6 +211,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--bins", type=int, default=32, help="frequency bins per read-out")
     s.add_argument("--duration", type=float, default=2e-3, help="read-out length, s")
     s.set_defaults(func=_beps)
+
+    s = sub.add_parser("coupled", help="theory-guided against unguided pulses on an INTERSECT bus: the theory "
+                       "service predicts, the microscope service answers",
+                       description="Starts a Mosquitto broker, a theory service (the twin's physics from the observed "
+                                   "image) and a microscope service per episode, and runs DomainWall-v0 episodes "
+                                   "choosing pulses by theory's predicted curvature gain, and the same episodes with "
+                                   "random pulses. Writes coupled.json and coupled.png to --out.")
+    s.add_argument("--sample", default="twin://?seed=11&day=2&grid=64&field=5e-7&init=wall&scanner=closed",
+                   help="the sample's twin URL (its seed= is the first episode's film)")
+    s.add_argument("--theory", default="twin://?seed=3&grid=64&noise=0&scanner=closed",
+                   help="the theory's twin options (its own disorder seed; no init= or field=)")
+    s.add_argument("--episodes", type=int, default=4, help="episodes per arm")
+    s.add_argument("--steps", type=int, default=8, help="pulses per episode")
+    s.add_argument("--candidates", type=int, default=6, help="pulses proposed per step")
+    s.add_argument("--seed", type=int, default=0, help="seed of the proposals")
+    s.add_argument("--out", default="out/coupled", metavar="DIR", help="output folder")
+    s.set_defaults(func=_coupled)
 
     s = sub.add_parser("realism", help="compare a backend's image statistics with real NSID scans; exit 1 if flagged",
                        description="Scan, on each backend, an image like each real scan (size, pixels, line rate) "

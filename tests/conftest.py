@@ -183,11 +183,9 @@ class OnTheBus:
         self.url = f"intersect://127.0.0.1:{broker.port}/{hierarchy}"
 
     def stop(self) -> None:
-        import threading
+        from control.intersect.service import stop_service
 
-        stopper = threading.Thread(target=self.service.shutdown, daemon=True)
-        stopper.start()
-        stopper.join(5.0)
+        stop_service(self.service)
         self.scope.close()
 
 

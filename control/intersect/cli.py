@@ -32,13 +32,14 @@ def broker_config(url: str):
 def _serve(args) -> int:
     import control
     from control.intersect.broker import Mosquitto
-    from control.intersect.service import hierarchy_from, make_service, schema
+    from control.intersect.service import hierarchy_from, make_service, schema, stop_service
 
     if args.schema:
-        print(json.dumps(schema(args.hierarchy), indent=2, sort_keys=True))
+        print(json.dumps(schema(args.hierarchy, args.schema), indent=2, sort_keys=True))
         return 0
-    if not args.intersect or not args.backend:
-        raise UrlError("pfmtwin serve needs --intersect BROKER and --backend URL (or --schema to print the interface)")
+    if not args.intersect or not (args.backend or args.theory):
+        raise UrlError("pfmtwin serve needs --intersect BROKER and --backend URL and/or --theory URL "
+                       "(or --schema to print the interface)")
     try:
         hierarchy = hierarchy_from(args.hierarchy)
     except ValueError as exc:
@@ -50,8 +51,16 @@ def _serve(args) -> int:
     service = scope = None
     try:
         config = broker_config(broker.url if broker else args.intersect)
-        scope = control.connect(args.backend)
-        service = make_service(scope, args.backend, config, hierarchy)
+        extra = []
+        if args.theory:
+            from control.intersect.theory import TheoryCapability
+
+            try:
+                extra.append(TheoryCapability(args.theory))
+            except ValueError as exc:
+                raise UrlError(f"--theory: {exc}") from None
+        scope = control.connect(args.backend) if args.backend else None
+        service = make_service(scope, args.backend or "", config, hierarchy, extra)
         service.startup()
         if not service.is_connected():
             raise control.TransportError(f"cannot reach the MQTT broker at {config.host}:{config.port}; start it "
@@ -59,11 +68,10 @@ def _serve(args) -> int:
         print(json.dumps({"listening": f"intersect://{config.host}:{config.port}/{args.hierarchy}"}), flush=True)
         stop.wait()
     finally:
-        commands = service.capabilities[1].commands if service is not None else 0
+        commands = sum(getattr(c, "commands", getattr(c, "requests", 0)) for c in service.capabilities[1:]) \
+            if service is not None else 0
         if service is not None:
-            stopper = threading.Thread(target=service.shutdown, kwargs={"reason": "pfmtwin serve stopped"}, daemon=True)
-            stopper.start()
-            stopper.join(5.0)  # the SDK's shutdown waits on its threads: bounded
+            stop_service(service)
         if scope is not None:
             scope.close()
         if broker is not None:
@@ -79,6 +87,9 @@ def register(subparsers) -> None:
     s.add_argument("--backend", metavar="URL", help="the backend to serve, e.g. 'twin://?seed=7'")
     s.add_argument("--hierarchy", default=DEFAULT_HIERARCHY,
                    help=f"organization.facility.system.subsystem.service ('-' for no subsystem; default {DEFAULT_HIERARCHY})")
-    s.add_argument("--schema", action="store_true",
-                   help="print the service's AsyncAPI schema (as the SDK generates it) and exit")
+    s.add_argument("--theory", metavar="URL",
+                   help="also (or only) serve the twin's physics as theory (capability Theory), with these "
+                        "options, e.g. 'twin://?seed=3&grid=64&noise=0&scanner=closed'")
+    s.add_argument("--schema", nargs="?", const="Microscope", choices=("Microscope", "Theory"), default=None,
+                   help="print a capability's AsyncAPI schema (as the SDK generates it; default Microscope) and exit")
     s.set_defaults(func=_serve)

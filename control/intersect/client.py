@@ -107,12 +107,13 @@ class _Answer:
         self.payload: Any = None
 
 
-class IntersectMicroscope:
-    """A ``control.Backend`` that sends each command to an INTERSECT microscope service."""
+class IntersectCaller:
+    """Commands to one capability of an INTERSECT service: connect, call and resend, close."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, capability: str, *, events: tuple[str, ...] = ()) -> None:
         host, port, service, opts = parse_intersect_url(url)
         self.url = url
+        self.capability = capability
         self.timeout = float(opts["timeout"])
         self.retries = int(opts["retries"])
         self._service = service.hierarchy_string(".")
@@ -128,15 +129,11 @@ class IntersectMicroscope:
             protocol="mqtt5.0", host=host, port=port, username=str(opts["user"]), password=str(opts["password"]))])
         self._planes.add_subscription_channel(f"{self._me.hierarchy_string('/')}/response", {self._on_response},
                                               persist=True, queue_name=self._me.service)
-        self._planes.add_subscription_channel(f"{service.hierarchy_string('/')}/events/{CAPABILITY}/scan_line",
-                                              {self._on_line}, persist=True, queue_name=self._me.service)
+        for event in events:
+            self._planes.add_subscription_channel(f"{service.hierarchy_string('/')}/events/{capability}/{event}",
+                                                  {self._on_line}, persist=True, queue_name=self._me.service)
         harden(self._planes)
         self._connect()
-        try:
-            self._info = self._info_from(self._call("info", None, 0.0))
-        except Exception:
-            self.close()
-            raise
 
     # -- the bus --------------------------------------------------------------------------------
 
@@ -207,7 +204,7 @@ class IntersectMicroscope:
         body = b"null" if request is None else request.model_dump_json().encode()
         headers = create_userspace_message_headers(
             source=self._me.hierarchy_string("."), destination=self._service,
-            operation_id=f"{CAPABILITY}.{operation}", data_handler=IntersectDataHandler.MESSAGE,
+            operation_id=f"{self.capability}.{operation}", data_handler=IntersectDataHandler.MESSAGE,
             campaign_id=self._campaign, request_id=header_id)
         handed, early = 0, {}
         try:
@@ -268,7 +265,22 @@ class IntersectMicroscope:
             raise _ERRORS[name](message)
         raise InstrumentError(f"the INTERSECT service {self._service} refused {operation}: {text.strip()}")
 
-    # -- the contract ---------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._disconnect()
+
+
+class IntersectMicroscope(IntersectCaller):
+    """A ``control.Backend`` that sends each command to an INTERSECT microscope service."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, CAPABILITY, events=("scan_line",))
+        try:
+            self._info = self._info_from(self._call("info", None, 0.0))
+        except Exception:
+            self.close()
+            raise
 
     def _info_from(self, raw: bytes) -> InstrumentInfo:
         d = json.loads(raw)
@@ -325,11 +337,6 @@ class IntersectMicroscope:
         a = BEPSResponse.model_validate_json(self._call("beps", request, spec.duration))
         return BEPSResult(spec=spec, frequencies=a.frequencies.to_numpy(), response=a.response.to_numpy(),
                           times=a.times.to_numpy())
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._disconnect()
 
 
 def _band(band: Band) -> BandModel:

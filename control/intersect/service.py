@@ -233,18 +233,35 @@ def _set_no_delay(client: Any, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def schema(hierarchy: str = "pfmtwin.lab.pfm.-.microscope") -> dict[str, Any]:
-    """The AsyncAPI-like schema the SDK generates from :class:`MicroscopeCapability` (the service's
-    published interface; ``docs/intersect/microscope-schema.json`` holds the checked-in copy)."""
+def schema(hierarchy: str = "pfmtwin.lab.pfm.-.microscope", capability: str = CAPABILITY) -> dict[str, Any]:
+    """The AsyncAPI-like schema the SDK generates from a capability: ``Microscope``
+    (:class:`MicroscopeCapability`) or ``Theory`` (``control.intersect.theory.TheoryCapability``).
+    ``docs/intersect/<capability>-schema.json`` holds the checked-in copies."""
     from intersect_sdk import get_schema_from_capability_implementations
 
-    return get_schema_from_capability_implementations([MicroscopeCapability], hierarchy_from(hierarchy))
+    if capability == CAPABILITY:
+        implementation = MicroscopeCapability
+    else:
+        from control.intersect.theory import THEORY, TheoryCapability
+
+        if capability != THEORY:
+            raise ValueError(f"capability {capability!r} is not served here; 'Microscope' or 'Theory'")
+        implementation = TheoryCapability
+    return get_schema_from_capability_implementations([implementation], hierarchy_from(hierarchy))
 
 
-def make_service(scope: Guarded, backend_url: str, broker: ControlPlaneConfig, hierarchy: HierarchyConfig,
+def make_service(scope: Guarded | None, backend_url: str, broker: ControlPlaneConfig, hierarchy: HierarchyConfig,
                  extra: list[IntersectBaseCapabilityImplementation] | None = None) -> IntersectService:
-    """An IntersectService offering ``scope`` (call ``startup()`` / ``shutdown()``)."""
+    """An IntersectService offering ``scope`` (if any) and ``extra`` capabilities (call ``startup()`` / ``shutdown()``)."""
+    capabilities = [MicroscopeCapability(scope, backend_url)] if scope is not None else []
     config = IntersectServiceConfig(hierarchy=hierarchy, brokers=[broker], status_interval=30.0)
-    service = IntersectService([MicroscopeCapability(scope, backend_url), *(extra or [])], config)
+    service = IntersectService([*capabilities, *(extra or [])], config)
     harden(service._control_plane_manager)  # noqa: SLF001 - see harden
     return service
+
+
+def stop_service(service: IntersectService, timeout: float = 5.0) -> None:
+    """``service.shutdown()``, waited for at most ``timeout`` s (the SDK's waits on its own threads)."""
+    stopper = threading.Thread(target=service.shutdown, kwargs={"reason": "stopped"}, daemon=True)
+    stopper.start()
+    stopper.join(timeout)

@@ -18,7 +18,7 @@ from ..conftest import descendants
 OPTIONS = "seed=5&grid=64&field=5e-7&init=wall&scanner=closed"
 TWIN = "twin://?" + OPTIONS
 SPEC = ScanSpec(center=(0.25e-6, 0.25e-6), size=(0.4e-6, 0.4e-6), pixels=(32, 16), line_rate=2.0)
-SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "intersect" / "microscope-schema.json"
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "intersect"
 
 
 def session(url: str):
@@ -148,13 +148,62 @@ def test_bad_urls_say_what_is_accepted(url, match):
         control.connect(url)
 
 
-def test_the_checked_in_schema_is_the_capabilitys():
-    """docs/intersect/microscope-schema.json is what the SDK generates from the capability; after a
-    change of the messages, regenerate it with `pfmtwin serve --schema > docs/intersect/microscope-schema.json`."""
+@pytest.mark.parametrize(("capability", "hierarchy", "endpoints", "events"), [
+    ("Microscope", "pfmtwin.lab.pfm.-.microscope",
+     {"info", "now", "move_tip", "scan", "apply_pulse", "band_excitation", "beps"}, {"scan_line", "pulse"}),
+    ("Theory", "pfmtwin.lab.theory.-.twin-physics", {"predict"}, set()),
+])
+def test_the_checked_in_schemas_are_the_capabilities(capability, hierarchy, endpoints, events):
+    """docs/intersect/<capability>-schema.json is what the SDK generates from the capability; after a
+    change of the messages, regenerate it with `pfmtwin serve --schema <capability> [--hierarchy H] > ...`."""
     from control.intersect.service import schema
 
-    checked_in = json.loads(SCHEMA.read_text())
-    assert checked_in == json.loads(json.dumps(schema())), "regenerate docs/intersect/microscope-schema.json"
-    endpoints = checked_in["capabilities"]["Microscope"]["endpoints"]
-    assert {"info", "now", "move_tip", "scan", "apply_pulse", "band_excitation", "beps"} <= set(endpoints)
-    assert set(checked_in["capabilities"]["Microscope"]["events"]) == {"scan_line", "pulse"}
+    checked_in = json.loads((SCHEMAS / f"{capability}-schema.json").read_text())
+    assert checked_in == json.loads(json.dumps(schema(hierarchy, capability))), f"regenerate {capability}-schema.json"
+    assert set(checked_in["capabilities"][capability]["endpoints"]) == endpoints
+    assert set(checked_in["capabilities"][capability]["events"]) == events
+
+
+def test_theory_predicts_the_direction_and_size_of_a_written_domain(mosquitto):
+    """The Theory capability on the bus: a film built from the observed image, a pulse on each side
+    of its wall. A negative tip bias writes up (+P) domains: the up domain on the left grows and
+    the wall moves right; a positive one moves it left. The sample here is the theory's own
+    physics without noise, so the predicted shift near the pulse matches the measured one."""
+    from control.analysis import trace_wall
+    from control.intersect.cli import broker_config
+    from control.intersect.service import hierarchy_from, make_service, stop_service
+    from control.intersect.theory import TheoryCapability, TheoryClient
+
+    theory = "twin://?seed=5&grid=64&noise=0&scanner=closed&texture=0"
+    sample = "twin://?seed=5&grid=64&field=4e-7&init=wall&noise=0&scanner=closed&texture=0"
+    service = make_service(None, "", broker_config(mosquitto.url), hierarchy_from("pfmtwin.tests.theory.-.physics"),
+                           [TheoryCapability(theory)])
+    service.startup()
+    try:
+        spec = ScanSpec(center=(0.2e-6, 0.2e-6), size=(0.4e-6, 0.4e-6), pixels=(64, 64), line_rate=5.0)
+        with control.connect(sample) as scope, \
+                TheoryClient(f"intersect://127.0.0.1:{mosquitto.port}/pfmtwin.tests.theory.-.physics") as oracle:
+            observed = scope.scan(spec)
+            wall = trace_wall(observed)
+            up = float(np.median(observed.phase[:, :4]))  # the twin's wall film: up on the left
+            i = 32
+            x, y = float(wall.x[i]), float(wall.y[i])
+            answer = oracle.predict(observed, [(x + 20e-9, y, -8.0, 1e-3), (x - 20e-9, y, 8.0, 1e-3)], up)
+            assert len(answer.predictions) == 2 and answer.seconds > 0
+            right, left = (p.wall_x.to_numpy()[i] - x for p in answer.predictions)
+            assert right > 20e-9 and left < -20e-9, (right, left)
+            assert all(p.written_area > 1e-15 for p in answer.predictions), "each wrote over 1000 nm^2"
+            scope.apply_pulse(x + 20e-9, y, -8.0, 1e-3)
+            measured = trace_wall(scope.scan(spec)).x[i] - x
+            assert abs(measured - right) < 0.5 * abs(measured), (measured, right)
+    finally:
+        stop_service(service)
+
+
+def test_a_theory_url_that_sets_what_the_image_sets_is_refused():
+    from control.intersect.theory import TheoryCapability
+
+    with pytest.raises(ValueError, match="leave out init= and field="):
+        TheoryCapability("twin://?seed=3&init=wall")
+    with pytest.raises(ValueError, match="must be a twin:// URL"):
+        TheoryCapability("surrogate://model.pt")
