@@ -54,7 +54,11 @@ class Mosquitto:
     """
 
     def __init__(self, port: int | None = None, start_timeout: float = 10.0) -> None:
-        self.port = _free_port() if port is None else int(port)
+        self._start(_free_port() if port is None else int(port), start_timeout)
+        self._stopped = False
+
+    def _start(self, port: int, start_timeout: float) -> None:
+        self.port = port
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self._dir = tempfile.TemporaryDirectory(prefix="pfmtwin-mosquitto-")
         config = os.path.join(self._dir.name, "mosquitto.conf")
@@ -73,12 +77,16 @@ class Mosquitto:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                 break
             if time.monotonic() > deadline:
-                self.stop()
+                self._halt()
                 raise InstrumentError(f"mosquitto did not listen on port {self.port} within {start_timeout} s")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL) and remove its files; idempotent."""
+        self._stopped = True
+        self._halt(timeout)
+
+    def _halt(self, timeout: float = 5.0) -> None:
         if self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGTERM)
@@ -93,9 +101,15 @@ class Mosquitto:
         self._dir.cleanup()
 
     def restart(self) -> None:
-        """Stop and start again on the same port (clients reconnect; messages in flight are lost)."""
-        self.stop()
-        self.__init__(self.port)
+        """Stop and start again on the same port (clients reconnect; messages in flight are lost).
+
+        Raises:
+            InstrumentError: the broker was stopped for good (:meth:`stop`).
+        """
+        if self._stopped:
+            raise InstrumentError(f"the broker on port {self.port} was stopped; start a new Mosquitto")
+        self._halt()
+        self._start(self.port, 10.0)
 
     def __enter__(self) -> Mosquitto:
         return self

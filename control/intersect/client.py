@@ -308,7 +308,7 @@ class IntersectMicroscope(IntersectCaller):
             handed[0] = index + 1
             on_line(index, start, line)
 
-        raw = self._call("scan", request, 0.0, counting if on_line is not None else None, spec.shape[0])
+        raw = self._call("scan", request, spec.duration, counting if on_line is not None else None, spec.shape[0])
         answer = ScanResponse.model_validate_json(raw)
         channels = {k: v.to_numpy() for k, v in answer.channels.items()}
         result = ScanResult(spec=spec, channels=channels, x=answer.x.to_numpy(), y=answer.y.to_numpy(),

@@ -216,16 +216,35 @@ def harden(planes: Any) -> None:
       the second piece until the broker's delayed ACK: 43 ms per hop, 88 ms for the smallest
       command's round trip on loopback (about 2 ms with it).
     - Reconnection. On a lost connection the SDK's handler calls ``reconnect()`` at once, inside
-      paho's network thread; while the broker is down that raises and the exception ends the
-      thread, so the service or client is deaf for good. With ``suppress_exceptions`` paho logs
-      it and its own loop reconnects, here every 0.25-2 s; on reconnecting the SDK subscribes again.
+      paho's network thread. While the broker is down that raises, and the exception ends the
+      thread; once it is back (a service that was busy in a command while the broker restarted)
+      it leaves paho's loop in a state where it never connects again. Either way the service
+      or client is deaf for good. Here the SDK's handler runs as if a disconnect had been asked
+      for (it only marks itself disconnected), and paho's own loop reconnects every 0.25-2 s;
+      on reconnecting the SDK subscribes again. ``suppress_exceptions`` keeps any other
+      exception of a callback from ending the thread.
     """
     for provider in getattr(planes, "_control_providers", ()):
         paho = getattr(provider, "_connection", None)
-        if paho is not None and hasattr(paho, "on_socket_open"):
+        if paho is not None and hasattr(paho, "on_socket_open") and hasattr(provider, "_should_disconnect"):
             paho.on_socket_open = _set_no_delay
             paho.suppress_exceptions = True
             paho.reconnect_delay_set(min_delay=0.25, max_delay=2)
+            paho.on_disconnect = _marking_only(provider, paho.on_disconnect)
+
+
+def _marking_only(provider: Any, handler: Callable[..., None]) -> Callable[..., None]:
+    """The SDK's on_disconnect without its reconnect (paho's loop reconnects by itself)."""
+
+    def on_disconnect(*args: Any) -> None:
+        asked = provider._should_disconnect
+        provider._should_disconnect = True
+        try:
+            handler(*args)
+        finally:
+            provider._should_disconnect = asked
+
+    return on_disconnect
 
 
 def _set_no_delay(client: Any, userdata: Any, sock: Any) -> None:

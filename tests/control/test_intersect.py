@@ -207,3 +207,78 @@ def test_a_theory_url_that_sets_what_the_image_sets_is_refused():
         TheoryCapability("twin://?seed=3&init=wall")
     with pytest.raises(ValueError, match="must be a twin:// URL"):
         TheoryCapability("surrogate://model.pt")
+
+
+SLOW = ScanSpec(center=(0.25e-6, 0.25e-6), size=(0.4e-6, 0.4e-6), pixels=(16, 8), line_rate=6.0)  # 1.3 s real time
+
+
+def test_a_broker_restart_during_a_command_loses_its_answer_not_the_command(emulators):
+    """The service finishes a real-time scan while the broker is down, so its answer is lost; the
+    client resends the same request after reconnecting and gets the answer from the record: the
+    scan ran once."""
+    import threading
+
+    from control.intersect.broker import Mosquitto
+
+    from ..conftest import OnTheBus
+
+    emulator = emulators(OPTIONS, speed=1.0)
+    with Mosquitto() as broker:
+        served = OnTheBus(emulator.url, broker)
+        try:
+            with control.connect(served.url + "?timeout=2&retries=5") as scope:
+                restarter = threading.Timer(0.5, broker.restart)
+                restarter.start()
+                try:
+                    result = scope.scan(SLOW)
+                finally:
+                    restarter.join()
+                assert result.phase.shape == (8, 16)
+                assert served.capability.commands == 1, "the resend was answered, not run"
+                assert scope.scan(SLOW).line_times[0] > result.line_times[-1]
+        finally:
+            served.stop()
+
+
+def test_a_service_killed_mid_command_is_a_clear_error_and_nothing_hangs(mosquitto, emulators):
+    import signal
+    import threading
+
+    from control.served import Served
+
+    emulator = emulators(OPTIONS, speed=1.0)
+    served = Served("serve", "--intersect", mosquitto.url, "--backend", emulator.url,
+                    "--hierarchy", "pfmtwin.tests.pfm.-.doomed")
+    try:
+        with control.connect(served.url + "?timeout=0.5&retries=1") as scope:
+            killer = threading.Timer(0.5, served.proc.send_signal, (signal.SIGKILL,))
+            killer.start()
+            try:
+                with pytest.raises(TransportError, match="may have run once"):
+                    scope.scan(SLOW)
+            finally:
+                killer.join()
+    finally:
+        served.stop()
+    assert served.proc.poll() is not None
+
+
+def test_a_slow_consumer_of_lines_gets_every_line_in_order_while_others_are_served(intersect_services):
+    import threading
+    import time
+
+    served = intersect_services(TWIN)
+    seen, results, clocks = [], [], []
+
+    def slowly(i, t, channels):
+        seen.append(i)
+        time.sleep(0.05)
+
+    with control.connect(served.url) as slow, control.connect(served.url) as other:
+        reader = threading.Thread(target=lambda: results.append(slow.scan(SPEC, on_line=slowly)))
+        reader.start()
+        while reader.is_alive():
+            clocks.append(other.now())  # another client is answered meanwhile
+        reader.join()
+    assert seen == list(range(16)) and len(results) == 1
+    assert clocks, "the other client was answered while the slow one read its lines"
