@@ -13,7 +13,7 @@ import pytest
 import control
 from control import LimitError, ScanSpec, TransportError, UrlError
 
-from ..conftest import descendants
+from ..conftest import _started_by_tests, descendants
 
 OPTIONS = "seed=5&grid=64&field=5e-7&init=wall&scanner=closed"
 TWIN = "twin://?" + OPTIONS
@@ -30,7 +30,6 @@ def session(url: str):
 
 
 def test_pfmtwin_serve_offers_the_twin_bit_for_bit_and_leaves_nothing_running(mosquitto):
-    import os
 
     from control.served import Served
 
@@ -46,7 +45,7 @@ def test_pfmtwin_serve_offers_the_twin_bit_for_bit_and_leaves_nothing_running(mo
             assert a.channels[name].tobytes() == b.channels[name].tobytes()
     assert not np.array_equal(over_the_bus[0].phase, over_the_bus[2].phase), "the pulse wrote a domain"
     assert served.stats == {"commands": 3}
-    assert not descendants(pid) and not descendants(os.getpid()) - {mosquitto._process.pid}
+    assert not descendants(pid) and not set(_started_by_tests()) - {mosquitto._process.pid}
 
 
 def test_a_resent_command_runs_once(intersect_services):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 
-from ..conftest import descendants
+from ..conftest import _started_by_tests
 
 
 def test_the_coupled_loop_compares_theory_with_experiment_and_guided_with_unguided(tmp_path):
@@ -26,4 +25,4 @@ def test_the_coupled_loop_compares_theory_with_experiment_and_guided_with_unguid
     assert summary["guided"]["episodes"] == summary["unguided"]["episodes"] == 2
     assert summary["compared_steps"] + summary["theory_lost_the_wall"] >= 1
     assert (tmp_path / "coupled.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not descendants(os.getpid()), "the broker stopped with the run"
+    assert not _started_by_tests(), "the broker stopped with the run"
