@@ -3,7 +3,8 @@
 For tests, benchmarks and a laptop session (``pfmtwin serve --intersect local``). Mosquitto is
 Debian's ``mosquitto`` package, which ``make`` installs when it is missing. The broker keeps
 nothing on disk, listens on 127.0.0.1 only and accepts anonymous clients; it runs in its own
-process group and dies with the process that started it (Linux), on every path.
+process group and, started from the main thread, dies with the process that started it (Linux),
+on every path (a restart from another thread is stopped by :meth:`Mosquitto.stop`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from control.errors import InstrumentError
@@ -31,13 +33,25 @@ def mosquitto_path() -> str:
     return found
 
 
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def _own_group() -> None:
+    os.setsid()
+
+
 def _die_with_parent() -> None:
+    """In the child: its own process group, and SIGTERM when the parent dies (Linux's
+    PR_SET_PDEATHSIG, which follows the *thread* that started it: only for the main thread)."""
     import ctypes
 
     os.setsid()
@@ -63,11 +77,14 @@ class Mosquitto:
         self._dir = tempfile.TemporaryDirectory(prefix="pfmtwin-mosquitto-")
         config = os.path.join(self._dir.name, "mosquitto.conf")
         with open(config, "w") as f:
+            # `user` as we are: started by root, mosquitto would switch to its own user, which
+            # clears the parent-death signal, so a broker outlived a parent that was killed.
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "log_dest none\nmax_queued_messages 10000\nset_tcp_nodelay true\n")
+                    f"log_dest none\nmax_queued_messages 10000\nset_tcp_nodelay true\nuser {_me()}\n")
         self._process = subprocess.Popen([mosquitto_path(), "-c", config], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=_die_with_parent if threading.current_thread() is
+                                         threading.main_thread() else _own_group)
         deadline = time.monotonic() + start_timeout
         while True:
             if self._process.poll() is not None:
