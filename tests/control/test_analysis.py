@@ -223,3 +223,21 @@ def test_the_panel_runs_on_the_real_scans():
         flipped = control.ScanResult(result.spec, {k: v.T for k, v in result.channels.items()}, result.x, result.y,
                                      result.line_times)
         assert values["stripe_share"] > analysis.stripe_share(flipped), f"{path.name}: the line offsets lie along axis 0"
+
+
+def test_the_compiled_median_filter_is_scipys():
+    """control.analysis.median_filter (compiled for size 3) gives scipy's values, dtype and edges."""
+    from scipy import ndimage
+
+    from control.analysis import median_filter
+
+    rng = np.random.default_rng(3)
+    images = [rng.standard_normal((32, 32)), rng.integers(-1, 2, (17, 40)).astype(np.int8),
+              rng.integers(0, 3, (1, 7)).astype(float), rng.standard_normal((2, 2)),
+              np.sign(rng.standard_normal((64, 64)))]
+    for image in images:
+        for size in (3, 5):
+            ours = median_filter(image, size)
+            assert ours.dtype == image.dtype
+            assert np.array_equal(ours, ndimage.median_filter(image, size=size, mode="nearest")), (image.shape, size)
+    assert not np.array_equal(median_filter(images[0], 3), images[0]), "it filters"
