@@ -164,43 +164,25 @@ def run(sample: str, theory: str, out, *, episodes: int = 4, steps: int = 8, can
 
     from tqdm import tqdm
 
-    import control
     from control.intersect.broker import Mosquitto
-    from control.intersect.cli import broker_config
-    from control.intersect.service import hierarchy_from, make_service, stop_service
-    from control.intersect.theory import TheoryCapability
+    from control.intersect.service import on_the_bus
     from control.urls import split, with_options
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = int(split(sample)[2].get("seed", 0))
     results = []
-    with Mosquitto() as broker, tqdm(total=2 * episodes, desc="coupled episodes", unit="episode",
-                                     file=sys.stderr) as bar:
-        config = broker_config(broker.url)
-        oracle = make_service(None, "", config, hierarchy_from("pfmtwin.lab.theory.-.twin-physics"),
-                              [TheoryCapability(theory)])
-        oracle.startup()
-        try:
-            theory_url = f"intersect://127.0.0.1:{broker.port}/pfmtwin.lab.theory.-.twin-physics"
-            for e in range(episodes):
-                for guided in (True, False):
-                    name = f"sample-{e}-{'guided' if guided else 'unguided'}"
-                    backend = with_options(sample, seed=base + e)
-                    scope = control.connect(backend)
-                    service = make_service(scope, backend, config, hierarchy_from(f"pfmtwin.lab.pfm.-.{name}"))
-                    service.startup()
-                    try:
-                        results.append(run_episode(f"intersect://127.0.0.1:{broker.port}/pfmtwin.lab.pfm.-.{name}",
-                                                   theory_url, guided=guided, steps=steps, candidates=candidates,
-                                                   seed=seed + e))
-                        results[-1]["sample"] = backend
-                    finally:
-                        stop_service(service)
-                        scope.close()
-                    bar.update()
-        finally:
-            stop_service(oracle)
+    with Mosquitto() as broker, on_the_bus(broker.url, "pfmtwin.lab.theory.-.twin-physics", theory=theory) as oracle, \
+            tqdm(total=2 * episodes, desc="coupled episodes", unit="episode", file=sys.stderr) as bar:
+        for e in range(episodes):
+            for guided in (True, False):
+                backend = with_options(sample, seed=base + e)
+                name = f"pfmtwin.lab.pfm.-.sample-{e}-{'guided' if guided else 'unguided'}"
+                with on_the_bus(broker.url, name, backend=backend) as microscope:
+                    results.append(run_episode(microscope.url, oracle.url, guided=guided, steps=steps,
+                                               candidates=candidates, seed=seed + e))
+                results[-1]["sample"] = backend
+                bar.update()
     summary = summarize(results)
     summary.update(sample=sample, theory=theory, steps=steps, candidates=candidates, seed=seed)
     (out / "coupled.json").write_text(json.dumps({"summary": summary, "episodes": results}, indent=1))

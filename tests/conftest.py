@@ -165,28 +165,22 @@ def mosquitto():
 
 
 class OnTheBus:
-    """A backend offered as an INTERSECT microscope service, in this process, on ``broker``."""
+    """A backend offered as an INTERSECT microscope service, in this process, on ``broker``
+    (``control.intersect.service.on_the_bus``, entered here and left by :meth:`stop`)."""
 
     count = 0
 
     def __init__(self, backend_url: str, broker) -> None:
-        import control
-        from control.intersect.cli import broker_config
-        from control.intersect.service import hierarchy_from, make_service
+        from control.intersect.service import on_the_bus
 
         OnTheBus.count += 1
-        hierarchy = f"pfmtwin.tests.pfm.-.scope-{os.getpid()}-{OnTheBus.count}"
-        self.scope = control.connect(backend_url)
-        self.service = make_service(self.scope, backend_url, broker_config(broker.url), hierarchy_from(hierarchy))
-        self.service.startup()
-        self.capability = self.service.capabilities[1]
-        self.url = f"intersect://127.0.0.1:{broker.port}/{hierarchy}"
+        self._running = on_the_bus(broker.url, f"pfmtwin.tests.pfm.-.scope-{os.getpid()}-{OnTheBus.count}",
+                                   backend=backend_url)
+        served = self._running.__enter__()
+        self.url, self.capability = served.url, served.microscope
 
     def stop(self) -> None:
-        from control.intersect.service import stop_service
-
-        stop_service(self.service)
-        self.scope.close()
+        self._running.__exit__(None, None, None)
 
 
 @pytest.fixture

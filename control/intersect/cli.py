@@ -10,29 +10,15 @@ import json
 import signal
 import sys
 import threading
-from urllib.parse import unquote, urlsplit
 
 from control.errors import UrlError
 
 DEFAULT_HIERARCHY = "pfmtwin.lab.pfm.-.microscope"
 
 
-def broker_config(url: str):
-    """``mqtt://[USER:PASSWORD@]HOST:PORT`` as the SDK's ControlPlaneConfig (MQTT 5)."""
-    from intersect_sdk import ControlPlaneConfig
-
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname or parts.port is None or parts.path not in ("", "/") or parts.query:
-        raise UrlError(f"--intersect {url!r} must be mqtt://[USER:PASSWORD@]HOST:PORT (an MQTT 5 broker such as "
-                       "Mosquitto), e.g. mqtt://127.0.0.1:1883, or 'local' to start a Mosquitto here")
-    return ControlPlaneConfig(protocol="mqtt5.0", host=parts.hostname, port=parts.port,
-                              username=unquote(parts.username or "pfmtwin"), password=unquote(parts.password or "pfmtwin"))
-
-
 def _serve(args) -> int:
-    import control
     from control.intersect.broker import Mosquitto
-    from control.intersect.service import hierarchy_from, make_service, schema, stop_service
+    from control.intersect.service import on_the_bus, schema
 
     if args.schema:
         print(json.dumps(schema(args.hierarchy, args.schema), indent=2, sort_keys=True))
@@ -40,43 +26,20 @@ def _serve(args) -> int:
     if not args.intersect or not (args.backend or args.theory):
         raise UrlError("pfmtwin serve needs --intersect BROKER and --backend URL and/or --theory URL "
                        "(or --schema to print the interface)")
-    try:
-        hierarchy = hierarchy_from(args.hierarchy)
-    except ValueError as exc:
-        raise UrlError(f"--hierarchy: {exc}") from None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     broker = Mosquitto() if args.intersect == "local" else None
-    service = scope = None
+    served = None
     try:
-        config = broker_config(broker.url if broker else args.intersect)
-        extra = []
-        if args.theory:
-            from control.intersect.theory import TheoryCapability
-
-            try:
-                extra.append(TheoryCapability(args.theory))
-            except ValueError as exc:
-                raise UrlError(f"--theory: {exc}") from None
-        scope = control.connect(args.backend) if args.backend else None
-        service = make_service(scope, args.backend or "", config, hierarchy, extra)
-        service.startup()
-        if not service.is_connected():
-            raise control.TransportError(f"cannot reach the MQTT broker at {config.host}:{config.port}; start it "
-                                         "(e.g. mosquitto -p PORT) or pass --intersect local")
-        print(json.dumps({"listening": f"intersect://{config.host}:{config.port}/{args.hierarchy}"}), flush=True)
-        stop.wait()
+        with on_the_bus(broker.url if broker else args.intersect, args.hierarchy, backend=args.backend,
+                        theory=args.theory) as served:
+            print(json.dumps({"listening": served.url}), flush=True)
+            stop.wait()
     finally:
-        commands = sum(getattr(c, "commands", getattr(c, "requests", 0)) for c in service.capabilities[1:]) \
-            if service is not None else 0
-        if service is not None:
-            stop_service(service)
-        if scope is not None:
-            scope.close()
         if broker is not None:
             broker.stop()
-        print(json.dumps({"commands": commands}), file=sys.stderr, flush=True)
+        print(json.dumps({"commands": served.commands if served else 0}), file=sys.stderr, flush=True)
     return 0
 
 

@@ -18,8 +18,10 @@ import contextlib
 import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from intersect_sdk import (
@@ -36,7 +38,7 @@ from intersect_sdk import (
 
 from control.connect import Guarded
 from control.contract import ScanSpec
-from control.errors import PfmTwinError
+from control.errors import PfmTwinError, TransportError, UrlError
 from control.intersect.models import (
     Array,
     BEPSRequest,
@@ -284,3 +286,75 @@ def stop_service(service: IntersectService, timeout: float = 5.0) -> None:
     stopper = threading.Thread(target=service.shutdown, kwargs={"reason": "stopped"}, daemon=True)
     stopper.start()
     stopper.join(timeout)
+
+
+def broker_config(url: str) -> ControlPlaneConfig:
+    """``mqtt://[USER:PASSWORD@]HOST:PORT`` as the SDK's ControlPlaneConfig (MQTT 5).
+
+    Raises:
+        UrlError: another form; the message shows the accepted one.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname or parts.port is None or parts.path not in ("", "/") or parts.query:
+        raise UrlError(f"broker {url!r} must be mqtt://[USER:PASSWORD@]HOST:PORT (an MQTT 5 broker such as "
+                       "Mosquitto), e.g. mqtt://127.0.0.1:1883")
+    return ControlPlaneConfig(protocol="mqtt5.0", host=parts.hostname, port=parts.port,
+                              username=unquote(parts.username or "pfmtwin"), password=unquote(parts.password or "pfmtwin"))
+
+
+@dataclass
+class OnTheBus:
+    """A running service (:func:`on_the_bus`): its ``intersect://`` URL and its capabilities."""
+
+    url: str
+    service: IntersectService
+    microscope: MicroscopeCapability | None
+    theory: IntersectBaseCapabilityImplementation | None
+
+    @property
+    def commands(self) -> int:
+        """Commands run by the microscope plus predictions answered by the theory."""
+        return (self.microscope.commands if self.microscope else 0) + (self.theory.requests if self.theory else 0)
+
+
+@contextlib.contextmanager
+def on_the_bus(broker_url: str, hierarchy: str, *, backend: str | None = None,
+               theory: str | None = None) -> Iterator[OnTheBus]:
+    """Offer ``backend`` (capability Microscope) and/or ``theory`` (capability Theory, a twin:// URL)
+    as one service on the broker; on leaving, stop the service (bounded) and close the microscope.
+
+    Raises:
+        UrlError: a bad broker URL, hierarchy or theory URL.
+        TransportError: the broker cannot be reached.
+    """
+    import control
+
+    config = broker_config(broker_url)
+    try:
+        parsed = hierarchy_from(hierarchy)
+    except ValueError as exc:
+        raise UrlError(f"hierarchy: {exc}") from None
+    extra: list[IntersectBaseCapabilityImplementation] = []
+    if theory is not None:
+        from control.intersect.theory import TheoryCapability
+
+        try:
+            extra.append(TheoryCapability(theory))
+        except ValueError as exc:
+            raise UrlError(f"theory: {exc}") from None
+    scope = control.connect(backend) if backend is not None else None
+    service = None
+    try:
+        service = make_service(scope, backend or "", config, parsed, extra)
+        service.startup()
+        if not service.is_connected():
+            raise TransportError(f"cannot reach the MQTT broker at {config.host}:{config.port}; start it "
+                                 "(e.g. mosquitto -p PORT) or let pfmtwin start one (--intersect local)")
+        microscope = next((c for c in service.capabilities if isinstance(c, MicroscopeCapability)), None)
+        yield OnTheBus(f"intersect://{config.host}:{config.port}/{hierarchy}", service, microscope,
+                       extra[0] if extra else None)
+    finally:
+        if service is not None:
+            stop_service(service)
+        if scope is not None:
+            scope.close()

@@ -169,34 +169,28 @@ def test_theory_predicts_the_direction_and_size_of_a_written_domain(mosquitto):
     the wall moves right; a positive one moves it left. The sample here is the theory's own
     physics without noise, so the predicted shift near the pulse matches the measured one."""
     from control.analysis import trace_wall
-    from control.intersect.cli import broker_config
-    from control.intersect.service import hierarchy_from, make_service, stop_service
-    from control.intersect.theory import TheoryCapability, TheoryClient
+    from control.intersect.service import on_the_bus
+    from control.intersect.theory import TheoryClient
 
     theory = "twin://?seed=5&grid=64&noise=0&scanner=closed&texture=0"
     sample = "twin://?seed=5&grid=64&field=4e-7&init=wall&noise=0&scanner=closed&texture=0"
-    service = make_service(None, "", broker_config(mosquitto.url), hierarchy_from("pfmtwin.tests.theory.-.physics"),
-                           [TheoryCapability(theory)])
-    service.startup()
-    try:
-        spec = ScanSpec(center=(0.2e-6, 0.2e-6), size=(0.4e-6, 0.4e-6), pixels=(64, 64), line_rate=5.0)
-        with control.connect(sample) as scope, \
-                TheoryClient(f"intersect://127.0.0.1:{mosquitto.port}/pfmtwin.tests.theory.-.physics") as oracle:
-            observed = scope.scan(spec)
-            wall = trace_wall(observed)
-            up = float(np.median(observed.phase[:, :4]))  # the twin's wall film: up on the left
-            i = 32
-            x, y = float(wall.x[i]), float(wall.y[i])
-            answer = oracle.predict(observed, [(x + 20e-9, y, -8.0, 1e-3), (x - 20e-9, y, 8.0, 1e-3)], up)
-            assert len(answer.predictions) == 2 and answer.seconds > 0
-            right, left = (p.wall_x.to_numpy()[i] - x for p in answer.predictions)
-            assert right > 20e-9 and left < -20e-9, (right, left)
-            assert all(p.written_area > 1e-15 for p in answer.predictions), "each wrote over 1000 nm^2"
-            scope.apply_pulse(x + 20e-9, y, -8.0, 1e-3)
-            measured = trace_wall(scope.scan(spec)).x[i] - x
-            assert abs(measured - right) < 0.5 * abs(measured), (measured, right)
-    finally:
-        stop_service(service)
+    spec = ScanSpec(center=(0.2e-6, 0.2e-6), size=(0.4e-6, 0.4e-6), pixels=(64, 64), line_rate=5.0)
+    with on_the_bus(mosquitto.url, "pfmtwin.tests.theory.-.physics", theory=theory) as served, \
+            control.connect(sample) as scope, TheoryClient(served.url) as oracle:
+        observed = scope.scan(spec)
+        wall = trace_wall(observed)
+        up = float(np.median(observed.phase[:, :4]))  # the twin's wall film: up on the left
+        i = 32
+        x, y = float(wall.x[i]), float(wall.y[i])
+        answer = oracle.predict(observed, [(x + 20e-9, y, -8.0, 1e-3), (x - 20e-9, y, 8.0, 1e-3)], up)
+        assert len(answer.predictions) == 2 and answer.seconds > 0
+        right, left = (p.wall_x.to_numpy()[i] - x for p in answer.predictions)
+        assert right > 20e-9 and left < -20e-9, (right, left)
+        assert all(p.written_area > 1e-15 for p in answer.predictions), "each wrote over 1000 nm^2"
+        scope.apply_pulse(x + 20e-9, y, -8.0, 1e-3)
+        measured = trace_wall(scope.scan(spec)).x[i] - x
+        assert abs(measured - right) < 0.5 * abs(measured), (measured, right)
+        assert served.commands == 1, "one prediction request answered"
 
 
 def test_a_theory_url_that_sets_what_the_image_sets_is_refused():
