@@ -318,7 +318,7 @@ class Film:
         Args:
             steps: maximum TDGL steps (default ``params.relax_steps``).
             around: (x, y) in m: relax only a window around this point (what a pulse changed),
-                or the whole film when the window would hold more than half its pixels;
+                or the whole film when the window would hold more than a third of its pixels;
                 ``None``: the whole film.
             reach: half-size in pixels of the region that changed around ``around``.
 
@@ -332,9 +332,9 @@ class Film:
         if around is not None:
             size = 16 * math.ceil((2 * (reach + _MARGIN) + 1) / 16)
         # A window's frozen rim keeps its inner edge moving, so its relaxation runs all `steps`
-        # steps of four FFTs; the whole film's stops after about two thirds of them with three
-        # (nothing frozen): a window is cheaper only when it has under half the film's pixels.
-        if 2 * size * size > n * n:
+        # steps of four FFTs; the whole film's stops after about two thirds of them with two
+        # (nothing frozen): a window is cheaper only when it has under a third of the film's pixels.
+        if 3 * size * size > n * n:
             rows = cols = np.arange(n)
             inner = (slice(None), slice(None))
             size = n

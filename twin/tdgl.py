@@ -211,11 +211,13 @@ class TDGL:
         ``depinning`` as a reaction field, and advances by one semi-implicit step (:meth:`step`)
         under E + clip(F, -depinning, depinning); pixels in ``frozen`` keep their value (the
         edge of a window cut from a larger film). Stops after ``steps`` steps or once no pixel
-        moves by ``tolerance``. With no pixel frozen, a step's spectrum is carried to the next
-        (:meth:`force` would transform the step's result back: the same up to round-off), three
-        FFTs a step instead of four. The loop runs compiled (numba, with rocket-fft's pocketfft, the
-        FFT scipy uses): the same operations in the same order as :meth:`force` and
-        :meth:`step`, so the same bits, without Python's overhead of 8 calls per step.
+        moves by ``tolerance``. With no pixel frozen, the force's g lap P after a step comes from
+        the step's own implicit equation, (1 + dt Gamma S - dt Gamma g lap) P_new = rhs, pointwise as
+        ((1 + dt Gamma S) P_new - rhs) / (dt Gamma) (the same as :meth:`force`'s transforms up to
+        round-off, 3e-14 of Ps after a relaxation): two FFTs a step instead of four. The loop runs
+        compiled (numba, with rocket-fft's pocketfft, the FFT scipy uses): the same operations in
+        the same order as its Python path, so the same bits, without Python's overhead of 8 calls
+        per step.
 
         Args:
             P: Polarization in C/m^2, shape ``self.shape``. Not modified.
@@ -235,18 +237,22 @@ class TDGL:
         coefficients = _sextic(self.potential)
         if coefficients is None:  # another potential: the same steps through the Python methods
             inverse, taken = self._inverse_denominator(dt), 0
-            carry = not np.any(frozen)
-            P_hat = scipy.fft.rfft2(P, workers=self._workers)
+            dt_gamma, carry, curvature = dt * self.gamma, not np.any(frozen), None
             for taken in range(1, steps + 1):
-                if not carry and taken > 1:
-                    P_hat = scipy.fft.rfft2(P, workers=self._workers)
-                laplacian = scipy.fft.irfft2(-self._k2 * P_hat, s=self.shape, workers=self._workers)
-                held = np.clip(self.potential.dfdp(P) - self.gradient * laplacian - field, -depinning, depinning)
+                if curvature is None:
+                    laplacian = scipy.fft.irfft2(-self._k2 * scipy.fft.rfft2(P, workers=self._workers), s=self.shape,
+                                                 workers=self._workers)
+                    curvature = self.gradient * laplacian
+                held = np.clip(self.potential.dfdp(P) - curvature - field, -depinning, depinning)
                 explicit = self.potential.dfdp(P) - (field + held) - self.stabilization * P
-                P_hat = scipy.fft.rfft2(P - dt * self.gamma * explicit, workers=self._workers) * inverse
-                new = scipy.fft.irfft2(P_hat, s=self.shape, workers=self._workers)
+                rhs = P - dt_gamma * explicit
+                new = scipy.fft.irfft2(scipy.fft.rfft2(rhs, workers=self._workers) * inverse, s=self.shape,
+                                       workers=self._workers)
                 new[frozen] = P[frozen]
                 moved = float(np.max(np.abs(new - P)))
+                # The implicit step solved (1 + dt Gamma S - dt Gamma g lap) new = rhs, so g lap new is
+                # ((1 + dt Gamma S) new - rhs) / (dt Gamma): the next force without a transform.
+                curvature = ((1.0 + dt_gamma * self.stabilization) * new - rhs) / dt_gamma if carry else None
                 P = new
                 if moved < tolerance:
                     break
@@ -329,31 +335,34 @@ def _sextic(potential: Potential) -> tuple[float, float, float] | None:
 @numba.njit(cache=True)
 def _relax_pinned(P, field, frozen, minus_k2, inverse, c1, c2, c3, gradient, stabilization, dt_gamma, depinning,
                   steps, tolerance):
-    """The loop of :meth:`TDGL.relax_pinned`, operation for operation as ``force`` and ``step``."""
+    """The loop of :meth:`TDGL.relax_pinned`, operation for operation as its Python path."""
     shape = P.shape
     ny, nx = shape
     P = P.copy()
     rhs = np.empty(shape)
-    # With nothing frozen the next step's spectrum is this step's, before its inverse transform:
-    # three FFTs a step instead of four (the transform's round trip differs only by round-off).
+    curvature = np.empty(shape)  # g lap P
+    # With nothing frozen, the implicit step's own equation gives the next step's g lap P
+    # pointwise: two FFTs a step instead of three (see TDGL.relax_pinned).
     carry = not frozen.any()
-    P_hat = scipy.fft.rfft2(P)
+    known = False
+    implicit = 1.0 + dt_gamma * stabilization
     taken = 0
     for taken in range(1, steps + 1):
-        if not carry and taken > 1:
-            P_hat = scipy.fft.rfft2(P)
-        laplacian = scipy.fft.irfft2(minus_k2 * P_hat, s=shape)
+        if not known:
+            laplacian = scipy.fft.irfft2(minus_k2 * scipy.fft.rfft2(P), s=shape)
+            for i in range(ny):
+                for j in range(nx):
+                    curvature[i, j] = gradient * laplacian[i, j]
         for i in range(ny):
             for j in range(nx):
                 p = P[i, j]
                 p2 = p * p
                 d = p * (c1 + p2 * (c2 + c3 * p2))
-                force = d - gradient * laplacian[i, j] - field[i, j]
+                force = d - curvature[i, j] - field[i, j]
                 held = min(max(force, -depinning), depinning)
                 explicit = d - (field[i, j] + held) - stabilization * p
                 rhs[i, j] = p - dt_gamma * explicit
-        P_hat = scipy.fft.rfft2(rhs) * inverse
-        new = scipy.fft.irfft2(P_hat, s=shape)
+        new = scipy.fft.irfft2(scipy.fft.rfft2(rhs) * inverse, s=shape)
         moved = 0.0
         for i in range(ny):
             for j in range(nx):
@@ -362,6 +371,9 @@ def _relax_pinned(P, field, frozen, minus_k2, inverse, c1, c2, c3, gradient, sta
                 change = abs(new[i, j] - P[i, j])
                 if change > moved:
                     moved = change
+                if carry:
+                    curvature[i, j] = (implicit * new[i, j] - rhs[i, j]) / dt_gamma
+        known = carry
         P = new
         if moved < tolerance:
             break
