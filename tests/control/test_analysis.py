@@ -241,3 +241,26 @@ def test_the_compiled_median_filter_is_scipys():
             assert ours.dtype == image.dtype
             assert np.array_equal(ours, ndimage.median_filter(image, size=size, mode="nearest")), (image.shape, size)
     assert not np.array_equal(median_filter(images[0], 3), images[0]), "it filters"
+
+
+@pytest.mark.parametrize("smooth", [1, 3])
+def test_the_compiled_wall_trace_is_the_python_steps(smooth):
+    """trace_wall's compiled pass gives polarization, median filter, orientation and line fractions to round-off."""
+    rng = np.random.default_rng(5)
+    for flip, holes in ((0.0, False), (180.0, True), (37.0, True)):
+        s = columns(40)[:24] + 3 * np.sin(np.arange(24) / 4)[:, None]
+        phase = wrap_phase(np.where(s < 0, 0.0, 180.0) + flip + 25 * rng.standard_normal(s.shape))
+        if holes:
+            phase[rng.random(s.shape) < 0.05] = np.nan
+        result = scan(np.ones_like(s), phase)
+        wall = analysis.trace_wall(result, smooth)
+        state = analysis.polarization(result)
+        if smooth > 1:
+            state = analysis.median_filter(state, smooth)
+        left, right = state[:, :2].mean(), state[:, -2:].mean()
+        oriented = state if left >= 0 else -state
+        np.testing.assert_allclose(wall.state, oriented, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(wall.x - wall.left, ((1 + oriented) / 2).mean(axis=1) * wall.width, rtol=1e-12)
+        assert wall.crossing == (left * right < 0) and wall.crossing
+    empty = analysis.trace_wall(scan(np.ones((8, 8)), np.full((8, 8), np.nan)), smooth)
+    assert not empty.crossing and np.all(empty.state == 0)
