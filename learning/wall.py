@@ -7,8 +7,8 @@ environment rewards.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["CURVATURE_UNIT", "curvature"]
 
@@ -31,16 +31,49 @@ def curvature(y: np.ndarray, x: np.ndarray, smoothing: float) -> np.ndarray:
     Returns:
         Curvature on each line, 1/m, shape (n,).
     """
+    xs = np.ascontiguousarray(x, dtype=np.float64)
+    if xs.ndim != 1 or len(xs) < 2:
+        raise ValueError(f"x has shape {np.shape(x)!r}: a wall needs one position on each of at least 2 lines")
     dy = float(y[1] - y[0])
-    xs = np.asarray(x, dtype=np.float64)
-    if smoothing > 0:
-        # Extend the wall by point reflection at both ends (a straight wall stays straight), so
-        # the smoothing bends no wall near the window edges.
-        sigma = smoothing / dy
-        pad = min(int(4 * sigma) + 1, len(xs) - 1)
-        ends = (2 * xs[0] - xs[pad:0:-1], 2 * xs[-1] - xs[-2 : -pad - 2 : -1])
-        padded = np.concatenate([ends[0], xs, ends[1]])
-        xs = ndimage.gaussian_filter1d(padded, sigma, mode="nearest")[pad : pad + len(xs)]
-    d1 = np.gradient(xs, dy)
-    d2 = np.gradient(d1, dy)
+    return _curvature(xs, dy, smoothing / dy if smoothing > 0 else 0.0)
+
+
+@numba.njit(cache=True)
+def _curvature(x, dy, sigma):
+    """:func:`curvature` compiled: the point reflection, ``scipy.ndimage.gaussian_filter1d`` (mode
+    "nearest", truncated at 4 sigma, its symmetric sum in its order), ``np.gradient`` twice. The same
+    values to round-off, without the 15 numpy and scipy calls (0.1-0.2 ms a step between other work)."""
+    n = x.shape[0]
+    xs = x.copy()
+    if sigma > 0:
+        pad = min(int(4 * sigma) + 1, n - 1)
+        padded = np.empty(n + 2 * pad)
+        for k in range(pad):
+            padded[k] = 2 * x[0] - x[pad - k]
+            padded[pad + n + k] = 2 * x[n - 1] - x[n - 2 - k]
+        padded[pad:pad + n] = x
+        radius = int(4.0 * sigma + 0.5)
+        weights = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1).astype(np.float64) ** 2)
+        weights /= weights.sum()
+        last = n + 2 * pad - 1
+        for i in range(n):
+            j = i + pad
+            total = padded[j] * weights[radius]
+            for k in range(1, radius + 1):
+                total += (padded[max(j - k, 0)] + padded[min(j + k, last)]) * weights[radius + k]
+            xs[i] = total
+    d1 = _gradient(xs, dy)
+    d2 = _gradient(d1, dy)
     return d2 / (1.0 + d1**2) ** 1.5
+
+
+@numba.njit(cache=True)
+def _gradient(f, dx):
+    """``np.gradient(f, dx)`` of a 1D array (central differences, one-sided at the ends)."""
+    n = f.shape[0]
+    out = np.empty(n)
+    for i in range(1, n - 1):
+        out[i] = (f[i + 1] - f[i - 1]) / (2.0 * dx)
+    out[0] = (f[1] - f[0]) / dx
+    out[n - 1] = (f[n - 1] - f[n - 2]) / dx
+    return out

@@ -335,22 +335,18 @@ class Film:
         # steps of four FFTs; the whole film's stops after about two thirds of them with two
         # (nothing frozen): a window is cheaper only when it has under a third of the film's pixels.
         if 3 * size * size > n * n:
-            rows = cols = np.arange(n)
-            inner = (slice(None), slice(None))
+            window = (slice(None), slice(None))
+            frozen = np.zeros((n, n), dtype=bool)
             size = n
         else:
             ci, cj = int(round(around[1] / p.spacing - 0.5)), int(round(around[0] / p.spacing - 0.5))
-            rows = (ci - size // 2 + np.arange(size)) % n
-            cols = (cj - size // 2 + np.arange(size)) % n
-            inner = (slice(_MARGIN, size - _MARGIN), slice(_MARGIN, size - _MARGIN))
+            window = np.ix_((ci - size // 2 + np.arange(size)) % n, (cj - size // 2 + np.arange(size)) % n)
+            frozen = np.ones((size, size), dtype=bool)
+            frozen[_MARGIN:size - _MARGIN, _MARGIN:size - _MARGIN] = False
         solver = self._solver(size)
-        window = np.ix_(rows, cols)
-        P = self.polarization[window]
-        disorder = self.random_field[window]
-        frozen = np.ones(P.shape, dtype=bool)
-        frozen[inner] = False
         dt = p.relax_dt * solver.tau
-        P, taken = solver.relax_pinned(P, disorder, self.depinning_field, dt, frozen, steps, 1e-4 * self.ps)
+        P, taken = solver.relax_pinned(self.polarization[window], self.random_field[window], self.depinning_field, dt,
+                                       frozen, steps, 1e-4 * self.ps)
         self.polarization[window] = P
         self.version += 1
         return taken

@@ -193,6 +193,28 @@ def test_curvature_of_a_circular_arc_is_one_over_its_radius():
     assert np.abs(curvature(y, 0.3 * y + 1e-7, smoothing=20e-9)).max() < 1e-3 * 1 / radius, "a straight wall"
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 5e-9, 20e-9, 200e-9])
+def test_the_compiled_curvature_is_the_scipy_steps(smoothing):
+    """learning.wall.curvature gives the point reflection, gaussian_filter1d and np.gradient's values to round-off."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    for n in (2, 5, 32):
+        y = np.arange(n) * 12.5e-9
+        x = 2e-7 + 3e-8 * np.sin(y / 7e-8) + 4e-9 * rng.standard_normal(n)
+        xs, dy = x.copy(), y[1] - y[0]
+        if smoothing > 0:
+            sigma = smoothing / dy
+            pad = min(int(4 * sigma) + 1, n - 1)
+            padded = np.concatenate([2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2:-pad - 2:-1]])
+            xs = ndimage.gaussian_filter1d(padded, sigma, mode="nearest")[pad:pad + n]
+        d1 = np.gradient(xs, dy)
+        reference = np.gradient(d1, dy) / (1.0 + d1**2) ** 1.5
+        np.testing.assert_allclose(curvature(y, x, smoothing), reference, rtol=1e-9, atol=1e-9 * np.abs(reference).max())
+    with pytest.raises(ValueError, match="at least 2 lines"):
+        curvature(np.zeros(1), np.zeros(1), smoothing)
+
+
 def test_wall_trace_agrees_with_the_wall_mask_on_the_twin():
     with control.connect(URL) as scope:
         scan = scope.scan(control.ScanSpec(center=(2.5e-7, 2.5e-7), size=(4e-7, 4e-7), pixels=(32, 32), line_rate=10.0))
