@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
-from twin.kinetics import CreepLaw, arrival_times
+from twin.kinetics import CreepLaw
 from twin.landau import G110, PbTiO3Landau
 from twin.tdgl import TDGL
 from twin.tipfield import SpherePlaneTip
@@ -280,22 +280,16 @@ class Film:
         di = (np.arange(-half, half + 1) + int(round(fi)) - fi) * dx
         dj = (np.arange(-half, half + 1) + int(round(fj)) - fj) * dx
         rho = np.hypot(di[:, None], dj[None, :])
-        u = self.u[np.ix_(rows, cols)]
-        drive = self.tip_field(rho, abs(bias)) + target * self.random_field[np.ix_(rows, cols)]
-        velocity = p.creep.velocity(drive)
-        with np.errstate(divide="ignore", over="ignore"):  # v -> 0 far out: slowness -> inf
-            slowness = np.where(velocity > 0, 1.0 / velocity, np.inf)
+        window = np.ix_(rows, cols)
+        u = self.polarization[window] / self.ps
+        drive = self.tip_field(rho, abs(bias)) + target * self.random_field[window]
         favoured = u * target > 0
-        start = np.where(favoured, 0.0, np.inf)
         apex = np.unravel_index(np.argmin(rho), rho.shape)
-        if not favoured[apex]:
-            start[apex] = p.creep.nucleation_delay(float(drive[apex]))
-        arrival = arrival_times(slowness, start, dx, width)
-        switched = (arrival <= width) & ~favoured
+        switched = p.creep.switched(drive, favoured, apex, dx, width)
         if switched.any():
-            block = self.polarization[np.ix_(rows, cols)]
+            block = self.polarization[window]
             block[switched] = target * self.ps
-            self.polarization[np.ix_(rows, cols)] = block
+            self.polarization[window] = block
             self.version += 1
         return int(switched.sum())
 

@@ -78,6 +78,48 @@ class CreepLaw:
         """Distance a wall moves in ``duration`` s at constant ``field`` V/m: a bound for windows, m."""
         return float(self.velocity(field)) * duration
 
+    def switched(self, drive: np.ndarray, favoured: np.ndarray, apex: tuple[int, int], spacing: float,
+                 duration: float) -> np.ndarray:
+        """Pixels a pulse of ``duration`` s switches: the front from the favoured pixels (and, when the
+        apex pixel is not favoured, from a nucleus there after :meth:`nucleation_delay`) crossing each
+        pixel at :meth:`velocity` of its ``drive`` (V/m) arrives within the pulse (:func:`arrival_times`).
+
+        One compiled pass over the pulse's block, the same arithmetic as the numpy expressions (a
+        tenth of the agents' step went to their 15 calls).
+
+        Returns:
+            bool, the shape of ``drive``; favoured pixels are never switched.
+        """
+        return _switched(np.ascontiguousarray(drive, dtype=np.float64), np.ascontiguousarray(favoured, dtype=np.bool_),
+                         int(apex[0]), int(apex[1]), self.v0, self.creep_field, self.exponent, self.nucleation_time,
+                         self.nucleation_field, float(spacing), float(duration), _STENCIL, _STEP)
+
+
+@numba.njit(cache=True)
+def _switched(drive, favoured, apex_i, apex_j, v0, creep_field, exponent, nucleation_time, nucleation_field, spacing,
+              duration, stencil, steps):
+    ny, nx = drive.shape
+    slowness = np.empty((ny, nx))
+    start = np.empty((ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            e = drive[i, j]
+            v = v0 * np.exp(-np.power(creep_field / e, exponent)) if e > 0 else 0.0
+            slowness[i, j] = 1.0 / v if v > 0 else np.inf
+            start[i, j] = 0.0 if favoured[i, j] else np.inf
+    if not favoured[apex_i, apex_j]:
+        field = drive[apex_i, apex_j]
+        delay = np.inf
+        if field > 0 and nucleation_field / field <= 700:
+            delay = nucleation_time * math.exp(nucleation_field / field)
+        start[apex_i, apex_j] = delay
+    arrival = _arrival(slowness, start, spacing, duration, stencil, steps)
+    switched = np.zeros((ny, nx), dtype=np.bool_)
+    for i in range(ny):
+        for j in range(nx):
+            switched[i, j] = arrival[i, j] <= duration and not favoured[i, j]
+    return switched
+
 
 @numba.njit(cache=True)
 def _arrival(slowness, start, spacing, horizon, stencil, steps):

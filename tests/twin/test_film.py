@@ -143,6 +143,32 @@ def test_arrival_times_follow_the_local_speed():
     assert np.isinf(arrival_times(slowness, start, 1.0, horizon=10.0)[20, 40])
 
 
+def test_the_compiled_switching_is_the_numpy_steps():
+    """CreepLaw.switched (one compiled pass) switches the pixels that velocity, the nucleation delay and
+    arrival_times do, for pulses that nucleate, grow a favoured domain, or do nothing."""
+    law = CreepLaw()
+    rng = np.random.default_rng(8)
+    n, spacing = 25, 7.8e-9
+    i, j = np.mgrid[:n, :n]
+    rho = np.hypot(i - 12.3, j - 11.8) * spacing
+    counts = []
+    for peak, width, seeded in ((5e8, 2.5e-4, False), (5e8, 2.5e-4, True), (5e7, 1e-5, False), (8e8, 1e-3, False)):
+        drive = peak / (1 + (rho / 15e-9) ** 2) ** 1.5 + 2e7 * rng.standard_normal((n, n))
+        favoured = rho < 20e-9 if seeded else np.zeros((n, n), dtype=bool)  # a domain under the tip grows
+        apex = np.unravel_index(np.argmin(rho), rho.shape)
+        velocity = law.velocity(drive)
+        with np.errstate(divide="ignore", over="ignore"):  # v -> 0 far out: slowness -> inf
+            slowness = np.where(velocity > 0, 1.0 / velocity, np.inf)
+        start = np.where(favoured, 0.0, np.inf)
+        if not favoured[apex]:
+            start[apex] = law.nucleation_delay(float(drive[apex]))
+        reference = (arrival_times(slowness, start, spacing, width) <= width) & ~favoured
+        ours = law.switched(drive, favoured, apex, spacing, width)
+        assert np.array_equal(ours, reference)
+        counts.append(int(ours.sum()))
+    assert counts[0] > 20 and counts[1] > 0 and counts[2] == 0 and counts[3] > counts[0], counts
+
+
 def test_creep_law_is_activated():
     law = CreepLaw()
     v = law.velocity(np.array([-1e8, 0.0, 5e7, 1e8, 2e8]))
