@@ -47,6 +47,7 @@ Gymnasium, no Dask, no global state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -94,14 +95,17 @@ def one_torch_thread() -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _as_matrix(thetas: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-    """``thetas`` as a float64 tensor of shape ``(n, d)``, or a :class:`LearningConfigError`."""
+def _as_matrix(thetas: torch.Tensor | np.ndarray, name: str, finite: bool = True) -> torch.Tensor:
+    """``thetas`` as a float64 tensor of shape ``(n, d)``, or a :class:`LearningConfigError`.
+
+    ``finite=False`` leaves the NaN/inf check to the caller (who checks what it computed instead).
+    """
     t = torch.as_tensor(np.asarray(thetas) if not isinstance(thetas, torch.Tensor) else thetas,
                         dtype=torch.float64)
     if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] < 1:
         raise LearningConfigError(
             f"{name} has shape {tuple(t.shape)!r}; expected (particles, parameters) with both >= 1")
-    if not bool(torch.isfinite(t).all()):
+    if finite and not bool(torch.isfinite(t).all()):
         raise LearningConfigError(f"{name} holds NaN or inf; every entry must be finite")
     return t
 
@@ -122,9 +126,23 @@ def _median_from(sq: torch.Tensor) -> float:
     n = sq.shape[0]
     if n < 2:
         return 1.0
-    i, j = torch.triu_indices(n, n, offset=1)
-    med = float(torch.quantile(sq[i, j], 0.5))  # linear interpolation: numpy's median
+    pairs = sq.numpy()[_upper(n)]
+    # torch.quantile(pairs, 0.5) (linear interpolation: numpy's median), the same bits: the two
+    # middle values by partition, then torch's lerp at weight 1/2, above - (above - below) * 0.5.
+    # torch's sort and call overhead cost the asynchronous driver 0.15 ms a step at 32 particles.
+    middle = (len(pairs) - 1) // 2
+    if len(pairs) % 2:
+        med = float(np.partition(pairs, middle)[middle])
+    else:
+        below, above = np.partition(pairs, [middle, middle + 1])[middle:middle + 2]
+        med = float(above - (above - below) * 0.5)
     return med / math.log(n + 1) if med > 0 else 1.0
+
+
+@functools.lru_cache(maxsize=8)
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the pairs i < j of ``n`` particles."""
+    return np.triu_indices(n, 1)
 
 
 def median_bandwidth(thetas: torch.Tensor | np.ndarray) -> float:
@@ -259,7 +277,10 @@ class ParticleAdam:
         self.coupling = coupling
         self.alpha = float(alpha)
         self.bandwidth = bandwidth
-        self._params = [torch.nn.Parameter(row.clone()) for row in t]
+        # One (n, d) tensor holds every particle; each particle's Parameter is a view of its row,
+        # so the Adams move the rows in place and no step has to stack the particles again.
+        self._t = t.clone()
+        self._params = [torch.nn.Parameter(row) for row in self._t]
         self._optims = [torch.optim.Adam([p], lr=lr, betas=betas, eps=eps) for p in self._params]
         # Squared distances between the current particles, kept up to date row by row: a step of
         # one particle (the asynchronous trainer's) then costs O(n d), not O(n^2 d), and the
@@ -278,31 +299,38 @@ class ParticleAdam:
 
     def theta(self, i: int) -> np.ndarray:
         """A copy of particle ``i``'s parameters, float64, shape ``(d,)``."""
-        return self._params[i].detach().numpy().copy()
+        return self._t[i].numpy().copy()
 
     @property
     def thetas(self) -> np.ndarray:
         """A copy of the current parameters, float64, shape ``(n, d)``."""
-        with torch.no_grad():
-            return torch.stack([p.detach() for p in self._params]).numpy().copy()
+        return self._t.numpy().copy()
 
     def direction(self, grads: np.ndarray | torch.Tensor,
                   particles: Sequence[int] | None = None) -> tuple[torch.Tensor, float]:
         """``(phi, h)`` at the current parameters for ``particles`` (default all), shape ``(r, d)``.
 
         ``h`` is nan for independent coupling.
+
+        Raises:
+            LearningConfigError: ``grads`` has the wrong shape, or NaN or inf where it is used (every
+                entry with the kernel, the rows of ``particles`` without it).
         """
-        g = _as_matrix(grads, "grads")
+        g = _as_matrix(grads, "grads", finite=False)
         if g.shape != (self.n, self.dim):
             raise LearningConfigError(f"grads have shape {tuple(g.shape)!r}; expected ({self.n}, {self.dim})")
         chosen = list(range(self.n)) if particles is None else [int(i) for i in particles]
         if self.coupling == "independent":
-            return g[chosen], math.nan
-        with torch.no_grad():
-            t = torch.stack([p.detach() for p in self._params])
-        if self._sq is None:
-            self._sq = _sq_distances(t)
-        return _stein(t, g, self.alpha, self.bandwidth, chosen, self._sq)
+            phi, h = g[chosen], math.nan
+        else:
+            if self._sq is None:
+                self._sq = _sq_distances(self._t)
+            phi, h = _stein(self._t, g, self.alpha, self.bandwidth, chosen, self._sq)
+        # Every entry of grads multiplies a kernel value in phi (0 * NaN is NaN), so checking phi,
+        # (r, d), finds what checking grads, (n, d), would: 0.5 ms of a one-particle step at 32.
+        if not bool(torch.isfinite(phi).all()):
+            raise LearningConfigError("grads holds NaN or inf; every entry must be finite")
+        return phi, h
 
     def step(self, grads: np.ndarray | torch.Tensor, particles: Sequence[int] | None = None) -> SteinStep:
         """Move ``particles`` (default all) one Adam step along ``phi``.
@@ -324,8 +352,7 @@ class ParticleAdam:
             self._params[i].grad = -phi[row].clone()
             self._optims[i].step()
         if self._sq is not None:  # the moved particles' rows and columns
-            with torch.no_grad():
-                moved = _sq_distances(torch.stack([p.detach() for p in self._params]), chosen)
+            moved = _sq_distances(self._t, chosen)
             self._sq[list(chosen), :] = moved
             self._sq[:, list(chosen)] = moved.T
         return SteinStep(chosen, h, phi.norm(dim=1).numpy())

@@ -290,3 +290,33 @@ def test_kept_distances_equal_a_full_recomputation_after_single_and_full_steps()
         got, h = kept.direction(grads)
         want, h_want = fresh.direction(grads)
         assert h == h_want and torch.equal(got, want), f"step {step}"
+
+
+@pytest.mark.parametrize("coupling", ["svgd", "independent"])
+def test_non_finite_gradients_are_refused_before_any_particle_moves(coupling):
+    """A NaN or inf gradient anywhere the step uses it is refused, and no particle has moved."""
+    rng = np.random.default_rng(4)
+    adam = ParticleAdam(rng.standard_normal((5, 6)), coupling=coupling, lr=0.1)
+    before = adam.thetas
+    for bad in (np.nan, np.inf, -np.inf):
+        grads = rng.standard_normal((5, 6))
+        grads[3, 2] = bad
+        with pytest.raises(LearningConfigError, match="grads holds NaN or inf"):
+            adam.step(grads, [3] if coupling == "independent" else [0])
+        assert np.array_equal(adam.thetas, before)
+    adam.step(rng.standard_normal((5, 6)), [1])
+    assert not np.array_equal(adam.thetas, before)
+    assert np.array_equal(adam.thetas[[0, 2, 3, 4]], before[[0, 2, 3, 4]]), "one particle moved"
+
+
+def test_the_median_bandwidth_is_torch_quantiles_bit_for_bit():
+    """The bandwidth's median (a partition and torch's lerp) equals torch.quantile's, odd and even pair counts."""
+    from learning.svpg import _sq_distances
+
+    rng = np.random.default_rng(6)
+    for n in (2, 3, 4, 5, 8, 17, 32):
+        t = torch.as_tensor(rng.standard_normal((n, 9)) * rng.uniform(0.1, 10))
+        sq = _sq_distances(t)
+        i, j = torch.triu_indices(n, n, offset=1)
+        want = float(torch.quantile(sq[i, j], 0.5)) / math.log(n + 1)
+        assert median_bandwidth(t) == want, n
