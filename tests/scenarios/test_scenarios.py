@@ -159,7 +159,8 @@ def test_stress_reports_crashes_and_hangs_and_the_other_runs_go_on(tmp_path, cap
     suite.mkdir()
     (suite / "a-good.toml").write_text(BASE)
     (suite / "b-crash.toml").write_text(BASE.replace(SMALL_TWIN.format(seed=3), "socket://127.0.0.1:1"))
-    (suite / "c-hang.toml").write_text(BASE.replace("pulses = 1", "pulses = 5000") + "[run]\ntimeout = 3\n")
+    # A run that cannot end within its 3 s: the most pulses a plan takes, about 2 minutes of the small twin.
+    (suite / "c-hang.toml").write_text(BASE.replace("pulses = 1", "pulses = 100000") + "[run]\ntimeout = 3\n")
     code, out, err = in_process(capsys, "stress", str(suite), "--workers", "2", "--out", str(tmp_path / "out"))
     assert code == 1, err
     report = json.loads((tmp_path / "out" / "stress.json").read_text())
