@@ -161,12 +161,34 @@ def phase_axis(phase: np.ndarray) -> float:
     The states differ by 180 deg, so the doubled-angle mean finds their common axis whatever
     the offset of the lock-in. NaN pixels are ignored.
     """
-    phase = np.asarray(phase, dtype=np.float64)
-    finite = phase[np.isfinite(phase)]
-    if finite.size == 0:
-        return float("nan")
-    doubled = np.exp(2j * np.deg2rad(finite)).mean()
-    return float((np.rad2deg(np.angle(doubled)) / 2 + 90.0) % 180.0 - 90.0)
+    return float(_axis(np.ascontiguousarray(phase, dtype=np.float64).reshape(-1)))
+
+
+@numba.njit(cache=True)
+def _axis(phase):
+    """:func:`phase_axis` of a flat array, compiled: the mean of exp(2i phase) over finite pixels."""
+    re = 0.0
+    im = 0.0
+    count = 0
+    for v in phase:
+        if np.isfinite(v):
+            doubled = 2.0 * np.deg2rad(v)
+            re += np.cos(doubled)
+            im += np.sin(doubled)
+            count += 1
+    if count == 0:
+        return np.nan
+    return (np.rad2deg(np.arctan2(im / count, re / count)) / 2 + 90.0) % 180.0 - 90.0
+
+
+@numba.njit(cache=True)
+def _state(phase, axis):
+    """:func:`polarization` of a flat array, compiled: cos(phase - axis), 0 where not finite."""
+    out = np.empty(phase.shape[0])
+    for k in range(phase.shape[0]):
+        v = np.cos(np.deg2rad(phase[k] - axis))
+        out[k] = v if np.isfinite(v) else 0.0
+    return out
 
 
 def _drop_small(sign: np.ndarray, min_area: int) -> np.ndarray:
@@ -196,9 +218,9 @@ def polarization(result: ScanResult, axis: float | None = None) -> np.ndarray:
             scan's axis to another to compare their states (two scans' own axes can differ by
             180 deg when the doubled-angle mean falls near +-90 deg).
     """
-    axis = phase_axis(result.phase) if axis is None else axis
-    state = np.cos(np.deg2rad(np.asarray(result.phase, dtype=np.float64) - axis))
-    return np.nan_to_num(state, nan=0.0, posinf=0.0, neginf=0.0)
+    phase = np.ascontiguousarray(result.phase, dtype=np.float64)
+    flat = phase.reshape(-1)
+    return _state(flat, _axis(flat) if axis is None else float(axis)).reshape(phase.shape)
 
 
 def domains(result: ScanResult, smooth: int = 3, *, sigma: float = DOMAIN_SIGMA,
@@ -365,29 +387,13 @@ def trace_wall(result: ScanResult, smooth: int = 3) -> Wall:
 
 @numba.njit(cache=True)
 def _trace(phase, smooth):
-    """:func:`trace_wall`'s state, compiled: :func:`polarization` from :func:`phase_axis`, the 3 x 3
-    median if ``smooth``, the edge means and orientation, each line's up fraction.
+    """:func:`trace_wall`'s state in one compiled pass: :func:`polarization` (its :func:`phase_axis`),
+    the 3 x 3 median if ``smooth``, the edge means and orientation, each line's up fraction.
 
     Returns (oriented state, fraction per line, left edge mean, right edge mean)."""
     ny, nx = phase.shape
-    re = 0.0
-    im = 0.0
-    count = 0
-    for i in range(ny):
-        for j in range(nx):
-            v = phase[i, j]
-            if np.isfinite(v):
-                doubled = 2.0 * np.deg2rad(v)
-                re += np.cos(doubled)
-                im += np.sin(doubled)
-                count += 1
-    state = np.zeros((ny, nx))
-    if count > 0:
-        axis = (np.rad2deg(np.arctan2(im / count, re / count)) / 2 + 90.0) % 180.0 - 90.0
-        for i in range(ny):
-            for j in range(nx):
-                v = np.cos(np.deg2rad(phase[i, j] - axis))
-                state[i, j] = v if np.isfinite(v) else 0.0
+    flat = phase.copy().reshape(-1)
+    state = _state(flat, _axis(flat)).reshape((ny, nx))
     if smooth:
         state = _median3(state)
     edge = max(1, nx // 16)
