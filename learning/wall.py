@@ -46,6 +46,8 @@ def _curvature(x, dy, sigma):
     n = x.shape[0]
     xs = x.copy()
     if sigma > 0:
+        # Extend the wall by point reflection at both ends (a straight wall stays straight), so
+        # the smoothing bends no wall near the window edges.
         pad = min(int(4 * sigma) + 1, n - 1)
         padded = np.empty(n + 2 * pad)
         for k in range(pad):

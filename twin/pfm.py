@@ -34,6 +34,7 @@ import numba
 import numpy as np
 import scipy.fft
 
+from control.contract import wrap_phase
 from twin.film import Film, correlated_noise, power_law_field
 
 
@@ -257,7 +258,7 @@ class PfmSignal:
             height_line, height_pixel, p.gain, p.gain_drift, lines_scale * p.line_gain,
             lines_scale * p.line_offset * unit, p.noise * unit, np.exp(-1.0 / p.lockin_tau) if p.lockin_tau > 0 else 0.0,
             p.lockin_tau > 0, reverse, p.phase_offset, p.height_line_offset, p.height_noise)
-        return {"height": height, "amplitude": amplitude, "phase": phase}
+        return {"height": height, "amplitude": amplitude, "phase": wrap_phase(phase)}
 
 
 @numba.njit(cache=True)
@@ -266,8 +267,8 @@ def _chain(response, topography, rows, cols, phases, line_gain, offset_re, offse
            phase_offset, height_line_offset, height_noise):
     """:meth:`PfmSignal.acquire` after its draws, compiled: the gain drift and per-line gain and offset,
     the response sampled at the tip, the noise, the lock-in's one-pole filter in the order the pixels
-    were visited (``lfilter([1 - pole], [1, -pole], zi=pole * first)``), amplitude, wrapped phase and
-    height. The same arithmetic as the numpy expressions it replaced, to round-off (about 30 numpy
+    were visited (``lfilter([1 - pole], [1, -pole], zi=pole * first)``), amplitude, phase (before
+    :func:`control.contract.wrap_phase`) and height. The same arithmetic as the numpy expressions it replaced, to round-off (about 30 numpy
     calls that cost 0.3-0.5 ms per scan between other work)."""
     lines, points = rows.shape
     modes = phases.shape[0]
@@ -298,7 +299,7 @@ def _chain(response, topography, rows, cols, phases, line_gain, offset_re, offse
         for j in range(points):
             v = signal[i, j]
             amplitude[i, j] = abs(v)
-            phase[i, j] = (np.rad2deg(np.arctan2(v.imag, v.real)) + phase_offset + 90.0) % 360.0 - 90.0
+            phase[i, j] = np.rad2deg(np.arctan2(v.imag, v.real)) + phase_offset
             height[i, j] = height[i, j] + height_line_offset * height_line[i] + height_noise * height_pixel[i, j]
     return height, amplitude, phase
 
